@@ -1,0 +1,47 @@
+"""From files or hub datasets to batches: read, encode labels, tokenize once, batch by length."""
+import numpy as np
+from torch.utils.data import DataLoader
+
+from data.batching import Collator, LengthGroupedBatchSampler, TokenizedExamples, tokenize
+from data.errors import DataError
+from data.labels import EUROVOC_LEVEL_1, Examples, encode_tables
+from data.reading import read_splits
+
+__all__ = ["DataError", "EUROVOC_LEVEL_1", "Examples", "TokenizedExamples", "build_loader", "load_examples",
+           "tokenize"]
+
+
+def load_examples(data, data_config=None, text_column=None, label_column=None, label_separator=",",
+                  label_names=None, val_fraction=0.1, split_seed=0, max_train_samples=None,
+                  max_eval_samples=None, log=print) -> tuple[dict[str, Examples], list[str]]:
+    """Splits (train / validation / test, those the data has) and label names.
+
+    With no validation split, one is carved from train (`val_fraction`, seeded by `split_seed`, so
+    evaluate.py finds the same one again); `val_fraction=0` carves none. A single file is the train split.
+    """
+    tables = read_splits(data, data_config)
+    splits, label_names = encode_tables(tables, text_column, label_column, label_names, label_separator)
+    if "train" in splits and "validation" not in splits and val_fraction > 0:
+        train = splits["train"]
+        order = np.random.default_rng(split_seed).permutation(len(train))
+        n_val = max(1, round(val_fraction * len(train)))
+        if n_val >= len(train):
+            raise DataError(f"{data}: {len(train)} training rows are too few to carve a validation split from")
+        splits["validation"], splits["train"] = train.select(order[:n_val]), train.select(np.sort(order[n_val:]))
+        log(f"no validation split in {data}: carved {n_val} of {len(train)} training examples "
+            f"(--val-fraction {val_fraction}, --split-seed {split_seed})")
+    for split, limit in (("train", max_train_samples), ("validation", max_eval_samples), ("test", max_eval_samples)):
+        if limit is not None and split in splits and limit < len(splits[split]):
+            splits[split] = splits[split].select(range(limit))
+    log("examples: " + ", ".join(f"{split} {len(ex)}" for split, ex in splits.items())
+        + f"; {len(label_names)} labels")
+    return splits, label_names
+
+
+def build_loader(examples: TokenizedExamples, batch_size, pad_token_id, shuffle, seed=0, device="cpu",
+                 workers=0, rank=0, world_size=1) -> DataLoader:
+    cuda = str(device).startswith("cuda")
+    sampler = LengthGroupedBatchSampler(examples.lengths, batch_size, seed, shuffle, rank=rank, world_size=world_size)
+    return DataLoader(examples, batch_sampler=sampler, num_workers=workers, pin_memory=cuda,
+                      collate_fn=Collator(examples, pad_token_id, pad_to_multiple_of=8 if cuda else 1),
+                      persistent_workers=workers > 0)

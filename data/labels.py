@@ -1,0 +1,198 @@
+"""Turn column tables into examples: ids, texts and the indices of each example's labels.
+
+Labels come in one of two forms, the same in every split: one list column (label names, or integer ids
+that a `ClassLabel` feature names) or one 0/1 column per label.
+"""
+import json
+import math
+from dataclasses import dataclass
+
+from data.errors import DataError
+from data.reading import Table
+
+TEXT_COLUMNS = ("text", "sentence", "tweet", "content", "document", "body")
+ID_COLUMNS = ("id", "celex_id", "uid", "guid", "doc_id")
+LIST_LABEL_COLUMNS = ("labels", "label")
+
+# MultiEURLEX's 21 level-1 labels are EUROVOC concept ids; these are their English names (EUROVOC domains).
+EUROVOC_LEVEL_1 = {
+    "100149": "social questions", "100160": "industry", "100148": "finance", "100147": "trade",
+    "100152": "business and competition", "100143": "international relations",
+    "100156": "agriculture, forestry and fisheries", "100158": "production, technology and research",
+    "100154": "transport", "100153": "employment and working conditions", "100142": "politics",
+    "100145": "law", "100150": "education and communications", "100162": "international organisations",
+    "100159": "energy", "100144": "EUROPEAN UNION", "100151": "science", "100157": "agri-foodstuffs",
+    "100161": "geography", "100146": "economics", "100155": "environment",
+}
+
+
+@dataclass
+class Examples:
+    ids: list[str]
+    texts: list[str]
+    labels: list[list[int]]
+
+    def __len__(self):
+        return len(self.texts)
+
+    def select(self, indices) -> "Examples":
+        return Examples([self.ids[i] for i in indices], [self.texts[i] for i in indices],
+                        [self.labels[i] for i in indices])
+
+
+def encode_tables(tables: dict[str, Table], text_column=None, label_column=None, label_names=None,
+                  label_separator=",") -> tuple[dict[str, Examples], list[str]]:
+    """Returns examples per split and the label names. With `label_names` given (a checkpoint's), every
+    label must be one of them; otherwise the label set is read from the data."""
+    forms = {split: _label_form(table, text_column, label_column) for split, table in tables.items()}
+    _check_same_form(tables, forms)
+    names_per_split = {split: _label_names_per_row(table, forms[split], label_separator)
+                       for split, table in tables.items()}
+    if label_names is None:
+        label_names = _label_set(tables, forms, names_per_split)
+    index = {name: i for i, name in enumerate(label_names)}
+    examples = {}
+    for split, table in tables.items():
+        text_col, id_col, _ = forms[split]
+        texts = _texts(table, text_col)
+        labels = []
+        for row, names in enumerate(names_per_split[split]):
+            unknown = [name for name in names if name not in index]
+            if unknown:
+                raise DataError(f"{table.source}: row {table.row_number(row)}: label {unknown[0]!r} is not in the "
+                                f"label set ({_preview(label_names)})")
+            labels.append(sorted({index[name] for name in names}))
+        ids = [str(v) for v in table.columns[id_col]] if id_col else [str(i) for i in range(len(table))]
+        examples[split] = Examples(ids, texts, labels)
+    return examples, label_names
+
+
+def _preview(names, limit=8):
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _find_column(table: Table, candidates) -> str | None:
+    lower = {name.lower(): name for name in table.columns}
+    return next((lower[c] for c in candidates if c in lower), None)
+
+
+def _label_form(table: Table, text_column, label_column):
+    """(text column, id column, label column name or a list of 0/1 column names)."""
+    if len(table) == 0:
+        raise DataError(f"{table.source}: no rows")
+    columns = list(table.columns)
+    if text_column is not None and text_column not in table.columns:
+        raise DataError(f"{table.source}: no text column {text_column!r} (columns: {', '.join(columns)}); "
+                        "set --text-column")
+    text_col = text_column or _find_column(table, TEXT_COLUMNS)
+    if text_col is None:
+        raise DataError(f"{table.source}: no text column among {', '.join(columns)}; set --text-column")
+    id_col = _find_column(table, ID_COLUMNS)
+    if label_column is not None:
+        if label_column not in table.columns:
+            raise DataError(f"{table.source}: no label column {label_column!r} (columns: {', '.join(columns)}); "
+                            "set --label-column")
+        return text_col, id_col, label_column
+    list_col = _find_column(table, LIST_LABEL_COLUMNS)
+    if list_col is not None:
+        return text_col, id_col, list_col
+    flag_cols = [c for c in columns if c not in (text_col, id_col)]
+    if not flag_cols:
+        raise DataError(f"{table.source}: no label columns (a 'labels' list column or one 0/1 column per label); "
+                        "set --label-column")
+    return text_col, id_col, flag_cols
+
+
+def _check_same_form(tables, forms):
+    first_split = next(iter(forms))
+    first = forms[first_split][2]
+    for split, (_, _, labels) in forms.items():
+        if isinstance(labels, list) != isinstance(first, list) or (isinstance(first, list) and labels != first):
+            raise DataError(f"{tables[split].source}: mixed label forms: its label columns ({labels}) differ from "
+                            f"those of {tables[first_split].source} ({first})")
+
+
+def _texts(table: Table, column: str) -> list[str]:
+    texts = table.columns[column]
+    for row, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise DataError(f"{table.source}: row {table.row_number(row)}: column {column!r} holds "
+                            f"{type(text).__name__}, not text")
+        if not text.strip():
+            raise DataError(f"{table.source}: row {table.row_number(row)}: empty text in column {column!r}")
+    return texts
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def _flag(table, row, column, value) -> bool:
+    if _is_missing(value):
+        raise DataError(f"{table.source}: row {table.row_number(row)}: missing label in column {column!r}")
+    if value in (0, 1, "0", "1", True, False, "0.0", "1.0"):
+        return value in (1, "1", True, "1.0")
+    raise DataError(f"{table.source}: row {table.row_number(row)}: column {column!r} holds {value!r}; "
+                    "label columns hold 0 or 1")
+
+
+def _parse_list(table, row, column, value, separator):
+    if _is_missing(value):
+        raise DataError(f"{table.source}: row {table.row_number(row)}: missing labels in column {column!r}")
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise DataError(f"{table.source}: row {table.row_number(row)}: column {column!r} holds "
+                                f"{value!r}, not a JSON list") from None
+        else:
+            value = [part.strip() for part in value.split(separator) if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise DataError(f"{table.source}: row {table.row_number(row)}: column {column!r} holds {value!r}, "
+                        "not a list of labels")
+    for item in value:
+        if _is_missing(item) or isinstance(item, (bool, float)) or not isinstance(item, (int, str)):
+            raise DataError(f"{table.source}: row {table.row_number(row)}: column {column!r} holds the label "
+                            f"{item!r}; labels are names or integer ids")
+    return list(value)
+
+
+def _label_names_per_row(table: Table, form, separator) -> list[list[str]]:
+    """Each row's labels as names: ids are named by the column's ClassLabel, else by their decimal form."""
+    _, _, labels = form
+    if isinstance(labels, list):
+        flags = [[_flag(table, row, c, table.columns[c][row]) for c in labels] for row in range(len(table))]
+        return [[name for name, on in zip(labels, row) if on] for row in flags]
+    lists = [_parse_list(table, row, labels, v, separator) for row, v in enumerate(table.columns[labels])]
+    first_kind = next((type(item) for items in lists for item in items), None)
+    for row, items in enumerate(lists):
+        if any(type(item) is not first_kind for item in items):
+            raise DataError(f"{table.source}: row {table.row_number(row)}: mixed label forms in column "
+                            f"{labels!r}: integer ids and names")
+    class_names = table.class_names.get(labels)
+    if class_names is None:
+        return [[EUROVOC_LEVEL_1.get(str(item), str(item)) for item in items] for items in lists]
+    named = []
+    for row, items in enumerate(lists):
+        for item in items:
+            if not isinstance(item, int) or not 0 <= item < len(class_names):
+                raise DataError(f"{table.source}: row {table.row_number(row)}: label id {item!r} is out of range "
+                                f"(the column names {len(class_names)} labels)")
+        named.append([EUROVOC_LEVEL_1.get(class_names[item], class_names[item]) for item in items])
+    return named
+
+
+def _label_set(tables, forms, names_per_split) -> list[str]:
+    """In the data's own order where it has one (0/1 columns, ClassLabel), else sorted."""
+    split, table = next(iter(tables.items()))
+    labels = forms[split][2]
+    if isinstance(labels, list):
+        return list(labels)
+    if labels in table.class_names:
+        return [EUROVOC_LEVEL_1.get(name, name) for name in table.class_names[labels]]
+    seen = {name for rows in names_per_split.values() for names in rows for name in names}
+    if not seen:
+        raise DataError(f"{table.source}: no example has any label")
+    return sorted(seen, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))

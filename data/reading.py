@@ -1,0 +1,181 @@
+"""Read a local file or folder, or a Hugging Face hub dataset, into column tables per split.
+
+A table is a plain dict of columns (name -> list of values) with the source it came from and each row's
+line number there (for error messages), and the label names a `ClassLabel` feature carries, if any.
+"""
+import csv
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from data.errors import DataError
+
+SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
+               "dev": "validation", "test": "test"}
+FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+@dataclass
+class Table:
+    source: str
+    columns: dict
+    row_numbers: list | None = None
+    class_names: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(next(iter(self.columns.values()), []))
+
+    def row_number(self, index: int) -> int:
+        return self.row_numbers[index] if self.row_numbers else index + 1
+
+
+def read_splits(data: str, config: str | None = None) -> dict[str, Table]:
+    """`data` is a local folder (files named train/validation/test), a local file (train only) or a hub id."""
+    if os.path.isdir(data):
+        return _read_folder(data)
+    if os.path.isfile(data):
+        return {"train": read_file(data)}
+    if os.path.splitext(data)[1].lower() in FILE_FORMATS or data.startswith((".", "/")):
+        raise DataError(f"--data {data}: no such file or folder")
+    return _read_hub(data, config)
+
+
+def read_file(path: str) -> Table:
+    fmt = FILE_FORMATS.get(os.path.splitext(path)[1].lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown file type (use .csv, .tsv, .jsonl or .parquet)")
+    try:
+        if fmt == "parquet":
+            return _read_parquet(path)
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return _read_jsonl(path, f) if fmt == "jsonl" else _read_delimited(path, f, fmt)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _read_delimited(path, f, fmt) -> Table:
+    # TSV files (tweets above all) hold bare quote characters, so they are read without quoting.
+    reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(f)
+    header = next(reader, None)
+    if not header:
+        raise DataError(f"{path}: the file is empty (a header row is expected)")
+    rows, row_numbers = [], []
+    for row in reader:
+        if row == []:
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {reader.line_num} has {len(row)} fields, the header has {len(header)}")
+        rows.append(row)
+        row_numbers.append(reader.line_num)
+    return Table(path, {name: [row[i] for row in rows] for i, name in enumerate(header)}, row_numbers)
+
+
+def _read_jsonl(path, f) -> Table:
+    records, row_numbers = [], []
+    for line_number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: row {line_number} is not valid JSON ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: row {line_number} is not a JSON object")
+        records.append(record)
+        row_numbers.append(line_number)
+    names = list(dict.fromkeys(key for record in records for key in record))
+    return Table(path, {name: [record.get(name) for record in records] for name in names}, row_numbers)
+
+
+def _read_parquet(path) -> Table:
+    import datasets
+
+    try:
+        dataset = datasets.Dataset.from_parquet(path)
+    except Exception as e:
+        raise DataError(f"{path}: cannot read as parquet ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    return _table_from_dataset(path, dataset)
+
+
+def _table_from_dataset(source, dataset) -> Table:
+    import datasets
+
+    class_names = {}
+    for name, feature in dataset.features.items():
+        inner = getattr(feature, "feature", feature)  # Sequence/List(ClassLabel) or ClassLabel
+        if isinstance(inner, datasets.ClassLabel):
+            class_names[name] = list(inner.names)
+    return Table(source, dataset.to_dict(), class_names=class_names)
+
+
+def _read_folder(folder) -> dict[str, Table]:
+    """Files whose name starts with a split name (`train.tsv`, `train-00000-of-00001.parquet`) form splits."""
+    parts = {}
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            split = SPLIT_NAMES.get(stem.lower().split("-")[0].split(".")[0])
+            if split and ext.lower() in FILE_FORMATS:
+                parts.setdefault(split, []).append(os.path.join(root, name))
+    if "train" not in parts and "test" not in parts:
+        raise DataError(f"{folder}: no train, validation or test file (.csv, .tsv, .jsonl or .parquet) found")
+    return {split: _concat([read_file(path) for path in paths]) for split, paths in parts.items()}
+
+
+def _concat(tables: list[Table]) -> Table:
+    if len(tables) == 1:
+        return tables[0]
+    first = tables[0]
+    for table in tables[1:]:
+        if list(table.columns) != list(first.columns) or table.class_names != first.class_names:
+            raise DataError(f"{table.source}: its columns differ from those of {first.source}")
+    columns = {name: [v for table in tables for v in table.columns[name]] for name in first.columns}
+    row_numbers = [table.row_number(i) for table in tables for i in range(len(table))]
+    return Table(os.path.dirname(first.source), columns, row_numbers, first.class_names)
+
+
+def hub_reachable() -> bool:
+    """One quick TCP connect instead of the hub clients' minute of retries when there is no network."""
+    import huggingface_hub
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(huggingface_hub.constants.ENDPOINT).hostname
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def use_hub_cache_only() -> None:
+    """Make both hub clients answer from the local cache alone, failing at once on a miss."""
+    import datasets
+    import huggingface_hub
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    datasets.config.HF_HUB_OFFLINE = True
+
+
+def _read_hub(name, config) -> dict[str, Table]:
+    import datasets
+
+    online = hub_reachable()
+    if not online:
+        use_hub_cache_only()
+    try:
+        dataset_dict = datasets.load_dataset(name, config)
+    except Exception as e:
+        if not online:
+            raise DataError(
+                f"--data {name}: the Hugging Face hub cannot be reached and no cached copy was found; offline, "
+                "pass a local copy: --data FOLDER (train/validation/test files: csv, tsv, jsonl or parquet)") from None
+        raise DataError(f"--data {name}: cannot load from the hub ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    print(f"loaded {name}" + (f" ({config})" if config else "") + (" from the local cache" if not online else ""),
+          file=sys.stderr)
+    return {SPLIT_NAMES.get(split, split): _table_from_dataset(f"{name}:{split}", ds)
+            for split, ds in dataset_dict.items()}

@@ -1,0 +1,47 @@
+"""Mixed precision: which autocast dtype to use on this device, decided at run time."""
+import time
+
+import torch
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """`auto`: bf16 on a GPU that has it (else fp16); on a CPU, bf16 only where it runs matmuls clearly faster
+    than fp32 (AMX, AVX512-BF16); an AVX2-only CPU emulates bf16 hundreds of times slower."""
+    if mode == "off":
+        return None
+    if device.type == "cuda":
+        if mode == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+    if mode == "fp16":
+        raise ValueError("--amp fp16 needs a CUDA device; on a CPU use bf16, auto or off")
+    if mode == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if cpu_bf16_speedup() > 1.3 else None
+
+
+def cpu_bf16_speedup(size: int = 512, repeats: int = 10) -> float:
+    """Time of an fp32 matmul over a bf16 one of the same size on this CPU (a few milliseconds)."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return 0.0
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        seconds[dtype] = time.perf_counter() - start
+    return seconds[torch.float32] / seconds[torch.bfloat16]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def dtype_from_name(name: str) -> torch.dtype | None:
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]

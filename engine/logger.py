@@ -1,0 +1,42 @@
+"""What a run records: TensorBoard events and one JSON line per epoch, side by side in the run folder."""
+import json
+import math
+import os
+
+
+class RunLogger:
+    """Only the main process writes; on the others every call does nothing."""
+
+    def __init__(self, output_dir: str, enabled: bool = True, purge_step: int | None = None):
+        self.enabled, self.path = enabled, os.path.join(output_dir, "metrics.jsonl")
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(output_dir, purge_step=purge_step)
+
+    def scalars(self, values: dict, step: int, prefix: str):
+        if not self.enabled:
+            return
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def epoch(self, record: dict, step: int):
+        """`record` holds prefixed keys (`train_loss`, `val_micro_f1`): one JSON line, and TensorBoard scalars
+        under `val/...` and `train_epoch/...` (`train/...` holds the per-step loss and learning rate)."""
+        if not self.enabled:
+            return
+        self.scalars({k[4:]: v for k, v in record.items() if k.startswith("val_")}, step, "val")
+        self.scalars({k[6:]: v for k, v in record.items() if k.startswith("train_")}, step, "train_epoch")
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
+        self.writer.flush()
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _json_safe(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value

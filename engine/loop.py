@@ -1,0 +1,99 @@
+"""One training epoch and one evaluation pass."""
+import math
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.amp import autocast
+from engine.distributed import average, gather_rows, sum_over_ranks
+from engine.metrics import multilabel_metrics
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, loss_fn, device, amp_dtype, step: int,
+                    grad_accum: int = 1, clip_grad: float = 1.0, logger=None, log_every: int = 10,
+                    on_step=None, epoch_label: str = "") -> dict:
+    """Trains on every batch of `loader`; `step` counts optimizer steps across epochs and is the x-axis of the
+    per-step TensorBoard curves. `on_step(step, batches_done)` runs after each optimizer step (to save).
+    The loss stays on the device between log points: no host sync in the hot loop."""
+    model.train()
+    non_blocking = device.type == "cuda"
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    window_loss, window_batches = torch.zeros((), device=device, dtype=torch.float64), 0
+    n_batches, n_examples, n_tokens = len(loader), 0, 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"train {epoch_label}", leave=False, dynamic_ncols=True, disable=logger is None)
+    optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(bar):
+        input_ids = batch["input_ids"].to(device, non_blocking=non_blocking)
+        attention_mask = batch["attention_mask"].to(device, non_blocking=non_blocking)
+        labels = batch["labels"].to(device, non_blocking=non_blocking)
+        is_step = (i + 1) % grad_accum == 0 or i + 1 == n_batches
+        sync = model.no_sync() if hasattr(model, "no_sync") and not is_step else nullcontext()
+        with sync:
+            with autocast(device, amp_dtype):
+                logits = model(input_ids, attention_mask)
+            loss = loss_fn(logits.float(), labels)
+            scaler.scale(loss / grad_accum).backward()
+        loss_sum += loss.detach()
+        window_loss += loss.detach()
+        window_batches += 1
+        n_examples += len(labels)
+        n_tokens += int(batch["attention_mask"].sum())
+        if not is_step:
+            continue
+        if clip_grad > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if step % log_every == 0 or i + 1 == n_batches:
+            mean_loss = window_loss.item() / window_batches
+            if not math.isfinite(mean_loss):
+                raise NonFiniteLossError(f"the training loss became {mean_loss} at step {step}; try a lower --lr "
+                                         "or --amp off")
+            if logger is not None:
+                logger.scalars({"loss": mean_loss, "lr": scheduler.get_last_lr()[0]}, step, "train")
+                bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+            window_loss.zero_()
+            window_batches = 0
+        if on_step is not None:
+            on_step(step, i + 1)
+    seconds = time.perf_counter() - start
+    return {"loss": average(loss_sum.item() / max(1, n_batches)), "steps": step, "examples": n_examples,
+            "tokens": n_tokens, "seconds": seconds, "examples_per_s": n_examples / max(seconds, 1e-9)}
+
+
+@torch.no_grad()
+def predict(model, loader, device, amp_dtype, loss_fn=None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Probabilities and targets for every example of the loader's dataset, in dataset order (batches run
+    sorted by length), and the mean loss. Under distributed evaluation the ranks' rows are gathered."""
+    model.eval()
+    rows, probs, targets = [], [], []
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    for batch in tqdm(loader, desc="eval", leave=False, dynamic_ncols=True):
+        labels = batch["labels"].to(device)
+        with autocast(device, amp_dtype):
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+        if loss_fn is not None:
+            loss_sum += loss_fn(logits, labels) * len(labels)
+        probs.append(torch.sigmoid(logits).cpu().numpy())
+        targets.append(batch["labels"].numpy())
+        rows.append(batch["index"].numpy())
+    rows, probs, targets = (gather_rows(np.concatenate(a)) for a in (rows, probs, targets))
+    order = np.argsort(rows, kind="stable")
+    return probs[order], targets[order], sum_over_ranks(loss_sum.item()) / max(1, len(rows))
+
+
+def evaluate(model, loader, device, amp_dtype, loss_fn, thresholds=0.5, label_names=None) -> dict:
+    probs, targets, loss = predict(model, loader, device, amp_dtype, loss_fn)
+    return {"loss": loss, **multilabel_metrics(probs, targets, thresholds, label_names)}

