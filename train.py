@@ -22,7 +22,7 @@ from engine.distributed import barrier, cleanup, init_distributed, is_main_proce
 from engine.logger import RunLogger
 from engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from engine.optim import build_optimizer, build_scheduler
-from model import ModelError, build_model, load_tokenizer, tokenizer_files
+from model import ModelError, build_model, load_tokenizer, resolve_attention, tokenizer_files
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bert-multilabel")
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt")
@@ -54,6 +54,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", default="bert-base-uncased", help="hub id, local folder, or alias: minilm")
     g.add_argument("--pooling", default="mean", choices=["mean", "cls"])
     g.add_argument("--dropout", type=float, default=0.1, help="before the linear head")
+    g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"],
+                   help="attention kernels; auto: eager on a CPU for short texts, else sdpa")
+    g.add_argument("--freeze-word-embeddings", action="store_true",
+                   help="leave the word-embedding matrix as pretrained (faster: it is most of a small model)")
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=int, default=5)
     g.add_argument("--batch-size", type=int, default=16, help="per device")
@@ -187,7 +191,8 @@ def run(args) -> dict:
 
     amp_dtype = resolve_amp(args.amp, device)
     config = {**vars(args), "amp_dtype": dtype_name(amp_dtype), "world_size": world_size,
-              "device": str(device), "num_labels": len(label_names)}
+              "device": str(device), "num_labels": len(label_names),
+              "attention_impl": resolve_attention(args.attention, device.type, train_set.lengths)}
     model = build_model(config, len(label_names)).to(device)
     steps_per_epoch = -(-len(train_loader) // args.grad_accum)
     optimizer = build_optimizer(model, args.lr, args.head_lr_mult, args.weight_decay)
@@ -232,7 +237,8 @@ def run(args) -> dict:
         atomic_write(os.path.join(args.output_dir, "config.json"),
                      lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
     logger = RunLogger(args.output_dir, enabled=main, purge_step=progress["step"] + 1 if resume else None)
-    log(f"device {device} x{world_size}, amp {dtype_name(amp_dtype)}, {steps_per_epoch} steps per epoch; "
+    log(f"device {device} x{world_size}, amp {dtype_name(amp_dtype)}, attention {config['attention_impl']}, "
+        f"{steps_per_epoch} steps per epoch; "
         f"run folder {args.output_dir}")
     record = {}
     try:

@@ -138,6 +138,9 @@ def _flag(table, row, column, value) -> bool:
 
 
 def _parse_list(table, row, column, value, separator):
+    """A list, a JSON list in text, or names joined by `separator` (an empty cell: no labels)."""
+    if value == "":
+        return []
     if _is_missing(value):
         raise DataError(f"{table.source}: row {table.row_number(row)}: missing labels in column {column!r}")
     if isinstance(value, str):

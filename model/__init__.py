@@ -82,32 +82,48 @@ def load_tokenizer(name: str):
         raise _load_error(name, "tokenizer", e) from None
 
 
-def load_encoder(name: str) -> nn.Module:
+def resolve_attention(mode: str, device_type: str, lengths) -> str:
+    """`auto`: PyTorch's SDPA kernels, except on a CPU for short texts, where the plain (eager) attention
+    trained MiniLM on tweets 15% faster; from about 300 tokens SDPA was 1.5x faster there."""
+    if mode != "auto":
+        return mode
+    import numpy as np
+
+    short = len(lengths) > 0 and np.percentile(lengths, 95) <= 128
+    return "eager" if device_type == "cpu" and short else "sdpa"
+
+
+def load_encoder(name: str, attention: str = "sdpa") -> nn.Module:
     from transformers import AutoModel
     from transformers.utils import logging
 
     path = resolve_model(name)
     logging.disable_progress_bar()
     try:
-        return AutoModel.from_pretrained(path, attn_implementation="sdpa", **_hub_kwargs(path))
+        return AutoModel.from_pretrained(path, attn_implementation=attention, **_hub_kwargs(path))
     except (OSError, ValueError) as e:
         raise _load_error(name, "encoder", e) from None
 
 
-def encoder_from_config(config: dict) -> nn.Module:
+def encoder_from_config(config: dict, attention: str = "sdpa") -> nn.Module:
     """An encoder with the architecture of a stored config and no weights: a checkpoint supplies them."""
     from transformers import AutoConfig, AutoModel
 
     config = dict(config)
     encoder_config = AutoConfig.for_model(config.pop("model_type"), **config)
-    return AutoModel.from_config(encoder_config, attn_implementation="sdpa")
+    return AutoModel.from_config(encoder_config, attn_implementation=attention)
 
 
 def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) -> MultiLabelClassifier:
     """The pretrained encoder named by cfg["model"], or with `encoder_config` (from a checkpoint) the same
-    architecture left for the checkpoint's weights, with a fresh head for `num_labels` labels."""
-    encoder = encoder_from_config(encoder_config) if encoder_config else load_encoder(cfg["model"])
-    return MultiLabelClassifier(encoder, num_labels, cfg["pooling"], cfg["dropout"])
+    architecture left for the checkpoint's weights, with a fresh head for `num_labels` labels.
+    cfg["attention_impl"] is a resolved attention implementation (see `resolve_attention`)."""
+    attention = cfg.get("attention_impl", "sdpa")
+    encoder = encoder_from_config(encoder_config, attention) if encoder_config else load_encoder(cfg["model"], attention)
+    model = MultiLabelClassifier(encoder, num_labels, cfg["pooling"], cfg["dropout"])
+    if cfg.get("freeze_word_embeddings"):
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    return model
 
 
 def tokenizer_files(tokenizer) -> dict[str, str]:
