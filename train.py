@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import sys
 import time
 
@@ -26,6 +25,9 @@ from model import ModelError, build_model, load_tokenizer, resolve_attention, to
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bert-multilabel")
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt")
+SELECTABLE_METRICS = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "roc_auc_micro", "roc_auc_macro",
+                      "subset_accuracy", "jaccard_samples", "lrap", "P@1", "P@3", "P@5", "nDCG@1", "nDCG@3",
+                      "nDCG@5", "mRP")
 
 
 class ConfigError(ValueError):
@@ -105,6 +107,8 @@ def check_args(args) -> None:
     for name in ("max_train_samples", "max_eval_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.select_metric not in SELECTABLE_METRICS:
+        raise ConfigError(f"--select-metric {args.select_metric}: choose one of {', '.join(SELECTABLE_METRICS)}")
 
 
 def default_output_dir(args) -> str:
@@ -113,23 +117,54 @@ def default_output_dir(args) -> str:
     return os.path.join("runs", name)
 
 
-def prepare_output_dir(args) -> str | None:
-    """The run folder; a finished run there is kept unless --overwrite. Returns the checkpoint to resume."""
-    out = args.output_dir
+def explicit_flags(parser: argparse.ArgumentParser, argv) -> dict:
+    """The flags given on the command line (not defaulted): on resume they override the checkpoint's config."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
+
+
+def resolve_args(argv) -> tuple[argparse.Namespace, dict | None]:
+    """The run's flags and, with --resume, the checkpoint to continue, whose config the flags given now override."""
+    args = get_args_parser().parse_args(argv)
+    resume = None
     if args.resume:
-        resume = os.path.join(out, "last.pt") if args.resume == "auto" else args.resume
-        if not os.path.isfile(resume):
-            raise ConfigError(f"--resume {args.resume}: no checkpoint at {resume}")
-        return resume
-    existing = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
-    if existing and not args.overwrite:
-        raise ConfigError(f"--output-dir {out}: holds a run already ({', '.join(existing)}); "
-                          "pass --overwrite to replace it or --resume auto to continue it")
-    if existing and is_main_process():
+        if args.resume == "auto" and not args.output_dir:
+            raise ConfigError("--resume auto: needs --output-dir, the run folder to continue")
+        path = os.path.join(args.output_dir, "last.pt") if args.resume == "auto" else args.resume
+        if not os.path.isfile(path):
+            raise ConfigError(f"--resume {args.resume}: no checkpoint at {path}")
+        resume = load_checkpoint(path)
+        given = explicit_flags(get_args_parser(), argv)
+        saved = {k: v for k, v in resume["config"].items() if k in vars(args)}
+        args = argparse.Namespace(**{**vars(args), **saved, **given})
+        args.output_dir = args.output_dir or os.path.dirname(os.path.abspath(path))
+        args.resume = path
+    args.output_dir = args.output_dir or default_output_dir(args)
+    check_args(args)
+    if not args.resume:
+        existing = [f for f in RUN_FILES if os.path.exists(os.path.join(args.output_dir, f))]
+        if existing and not args.overwrite:
+            raise ConfigError(f"--output-dir {args.output_dir}: holds a run already ({', '.join(existing)}); "
+                              "pass --overwrite to replace it or --resume auto to continue it")
+    return args, resume
+
+
+def start_run_folder(args, config: dict, progress: dict) -> None:
+    """Called once all input has been checked: an --overwrite clears the old run only now; a resumed run
+    drops the epoch lines its checkpoint had not reached (TensorBoard purges those steps itself)."""
+    out = args.output_dir
+    os.makedirs(out, exist_ok=True)
+    if args.overwrite and not args.resume:
         for name in os.listdir(out):
             if name in RUN_FILES or name.startswith("events.out.tfevents"):
                 os.remove(os.path.join(out, name))
-    return None
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    if args.resume and os.path.exists(metrics_path):
+        with open(metrics_path, encoding="utf-8") as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["epoch"] <= progress["epoch"]]
+        atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
+    atomic_write(os.path.join(out, "config.json"), lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
 
 
 def seed_everything(seed: int) -> None:
@@ -159,40 +194,40 @@ def label_pos_weight(labels: list[list[int]], num_labels: int, cap: float) -> to
     return torch.tensor(np.minimum(negatives / np.maximum(positives, 1), cap), dtype=torch.float32)
 
 
-def run(args) -> dict:
-    check_args(args)
-    device, rank, world_size = init_distributed(args.device)
-    args.output_dir = args.output_dir or default_output_dir(args)
-    resume_path = prepare_output_dir(args)
-    main = is_main_process()
-    log = print if main else (lambda *a, **k: None)
-    resume = load_checkpoint(resume_path) if resume_path else None
-    seed_everything(args.seed)
-    if args.deterministic:
-        torch.use_deterministic_algorithms(True)
-
+def build_data(args, label_names, device, rank, world_size, log):
     splits, label_names = load_examples(
         args.data, args.data_config, args.text_column, args.label_column, args.label_separator,
-        label_names=resume["label_names"] if resume else None, val_fraction=args.val_fraction,
-        split_seed=args.split_seed, max_train_samples=args.max_train_samples,
-        max_eval_samples=args.max_eval_samples, log=log)
+        label_names=label_names, val_fraction=args.val_fraction, split_seed=args.split_seed,
+        max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, log=log)
     if "train" not in splits or "validation" not in splits:
         raise DataError(f"--data {args.data}: training needs a train split (found: {', '.join(splits)})")
     tokenizer = load_tokenizer(args.model)
     if args.max_length > tokenizer.model_max_length:
         raise ConfigError(f"--max-length {args.max_length}: beyond the model's limit of {tokenizer.model_max_length}")
     cache = args.cache_dir or None
-    train_set = tokenize(splits["train"], tokenizer, args.max_length, len(label_names), cache)
-    val_set = tokenize(splits["validation"], tokenizer, args.max_length, len(label_names), cache)
+    train_set, val_set = (tokenize(splits[s], tokenizer, args.max_length, len(label_names), cache)
+                          for s in ("train", "validation"))
     train_loader = build_loader(train_set, args.batch_size, tokenizer.pad_token_id, True, args.seed, device,
                                 args.workers, rank, world_size)
     val_loader = build_loader(val_set, args.eval_batch_size, tokenizer.pad_token_id, False, device=device,
                               workers=args.workers, rank=rank, world_size=world_size)
+    return splits, label_names, tokenizer, train_loader, val_loader
+
+
+def run(args, resume: dict | None) -> dict:
+    device, rank, world_size = init_distributed(args.device)
+    main = is_main_process()
+    log = print if main else (lambda *a, **k: None)
+    seed_everything(args.seed)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+    splits, label_names, tokenizer, train_loader, val_loader = build_data(
+        args, resume["label_names"] if resume else None, device, rank, world_size, log)
 
     amp_dtype = resolve_amp(args.amp, device)
-    config = {**vars(args), "amp_dtype": dtype_name(amp_dtype), "world_size": world_size,
-              "device": str(device), "num_labels": len(label_names),
-              "attention_impl": resolve_attention(args.attention, device.type, train_set.lengths)}
+    config = {**vars(args), "amp_dtype": dtype_name(amp_dtype), "world_size": world_size, "device": str(device),
+              "num_labels": len(label_names),
+              "attention_impl": resolve_attention(args.attention, device.type, train_loader.dataset.lengths)}
     model = build_model(config, len(label_names)).to(device)
     steps_per_epoch = -(-len(train_loader) // args.grad_accum)
     optimizer = build_optimizer(model, args.lr, args.head_lr_mult, args.weight_decay)
@@ -201,8 +236,8 @@ def run(args) -> dict:
     pos_weight = (label_pos_weight(splits["train"].labels, len(label_names), args.pos_weight_max).to(device)
                   if args.pos_weight == "auto" else None)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-
-    progress = {"epoch": 0, "batches_done": 0, "step": 0, "best_metric": -float("inf"), "best_epoch": 0}
+    progress = {"epoch": 0, "batches_done": 0, "epoch_loss_sum": 0.0, "step": 0, "best_metric": -float("inf"),
+                "best_epoch": 0}
     if resume:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -210,14 +245,14 @@ def run(args) -> dict:
         scaler.load_state_dict(resume["scaler"])
         progress = dict(resume["progress"])
         set_rng_state(resume["rng"])
-        log(f"resumed from {resume_path}: epoch {progress['epoch'] + 1}, step {progress['step']}")
-    train_model = model
-    if world_size > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        log(f"resumed from {args.resume}: epoch {progress['epoch'] + 1}, batch {progress['batches_done']}, "
+            f"step {progress['step']}")
+    train_model = model if world_size == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    static = {"config": config, "label_names": label_names, "encoder_config": json.loads(model.encoder.config.to_json_string()),
-              "tokenizer_files": tokenizer_files(tokenizer), "pos_weight": pos_weight.cpu() if pos_weight is not None else None}
+    static = {"config": config, "label_names": label_names, "tokenizer_files": tokenizer_files(tokenizer),
+              "encoder_config": json.loads(model.encoder.config.to_json_string()),
+              "pos_weight": pos_weight.cpu() if pos_weight is not None else None}
     last_path, best_path = os.path.join(args.output_dir, "last.pt"), os.path.join(args.output_dir, "best.pt")
 
     def save_last(val_metrics=None):
@@ -227,37 +262,29 @@ def run(args) -> dict:
                                         "progress": dict(progress), "rng": rng_state(), "metrics": val_metrics or {}})
         barrier()
 
-    def on_step(step, batches_done):
-        progress.update(step=step, batches_done=batches_done)
+    def on_step(step, batches_done, loss_sum):
         if args.save_every and step % args.save_every == 0:
+            progress.update(step=step, batches_done=batches_done, epoch_loss_sum=loss_sum.item())
             save_last()
 
     if main:
-        os.makedirs(args.output_dir, exist_ok=True)
-        atomic_write(os.path.join(args.output_dir, "config.json"),
-                     lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
+        start_run_folder(args, config, progress)
     logger = RunLogger(args.output_dir, enabled=main, purge_step=progress["step"] + 1 if resume else None)
     log(f"device {device} x{world_size}, amp {dtype_name(amp_dtype)}, attention {config['attention_impl']}, "
-        f"{steps_per_epoch} steps per epoch; "
-        f"run folder {args.output_dir}")
-    record = {}
+        f"{steps_per_epoch} steps per epoch; run folder {args.output_dir}")
     try:
         for epoch in range(progress["epoch"], args.epochs):
             train_loader.batch_sampler.set_epoch(epoch, progress["batches_done"])
-            train_stats = train_one_epoch(train_model, train_loader, optimizer, scheduler, scaler, loss_fn, device,
-                                          amp_dtype, progress["step"], args.grad_accum, args.clip_grad,
-                                          logger if main else None, args.log_every, on_step,
-                                          f"{epoch + 1}/{args.epochs}")
+            train_stats = train_one_epoch(
+                train_model, train_loader, optimizer, scheduler, scaler, loss_fn, device, amp_dtype,
+                progress["step"], args.grad_accum, args.clip_grad, logger if main else None, args.log_every,
+                on_step, f"{epoch + 1}/{args.epochs}", (progress["batches_done"], progress["epoch_loss_sum"]))
             val = evaluate(model, val_loader, device, amp_dtype, loss_fn, args.threshold, label_names)
-            if args.select_metric not in val:
-                raise ConfigError(f"--select-metric {args.select_metric}: not a metric ({', '.join(sorted(val))})")
-            score = val[args.select_metric]
-            improved = score > progress["best_metric"]
-            progress.update(epoch=epoch + 1, batches_done=0, step=train_stats["steps"])
+            improved = val[args.select_metric] > progress["best_metric"]
+            progress.update(epoch=epoch + 1, batches_done=0, epoch_loss_sum=0.0, step=train_stats.pop("steps"))
             if improved:
-                progress.update(best_metric=score, best_epoch=epoch + 1)
-            record = {"epoch": epoch + 1, "step": progress["step"],
-                      **{f"train_{k}": v for k, v in train_stats.items() if k != "steps"},
+                progress.update(best_metric=val[args.select_metric], best_epoch=epoch + 1)
+            record = {"epoch": epoch + 1, "step": progress["step"], **{f"train_{k}": v for k, v in train_stats.items()},
                       **{f"val_{k}": v for k, v in val.items()}}
             logger.epoch(record, progress["step"])
             save_last(val)
@@ -269,14 +296,12 @@ def run(args) -> dict:
     finally:
         logger.close()
     log(f"best {args.select_metric} {progress['best_metric']:.4f} at epoch {progress['best_epoch']}: {best_path}")
-    return {"best_metric": progress["best_metric"], "best_epoch": progress["best_epoch"], "last": record,
-            "output_dir": args.output_dir}
+    return {"best_metric": progress["best_metric"], "best_epoch": progress["best_epoch"], "output_dir": args.output_dir}
 
 
 def main(argv=None) -> dict:
-    args = get_args_parser().parse_args(argv)
     try:
-        return run(args)
+        return run(*resolve_args(argv))
     except (ConfigError, DataError, ModelError, CheckpointError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,7 +1,7 @@
 """Compare training recipes by validation F1 on real data: each variant is one train.py run, same seed.
 
     python bench/sweep.py --data ../shared/data/semeval2018_ec --epochs 5 \
-        --variant "" --variant "--pooling cls" --variant "--head-lr-mult 1"
+        --variant="" --variant="--pooling cls" --variant="--head-lr-mult 1"
 
 Prints one row per variant: best validation micro-F1 and macro-F1, the epoch, and seconds per epoch.
 """

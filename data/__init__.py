@@ -1,5 +1,6 @@
 """From files or hub datasets to batches: read, encode labels, tokenize once, batch by length."""
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from data.batching import Collator, LengthGroupedBatchSampler, TokenizedExamples, tokenize
@@ -42,6 +43,8 @@ def build_loader(examples: TokenizedExamples, batch_size, pad_token_id, shuffle,
                  workers=0, rank=0, world_size=1) -> DataLoader:
     cuda = str(device).startswith("cuda")
     sampler = LengthGroupedBatchSampler(examples.lengths, batch_size, seed, shuffle, rank=rank, world_size=world_size)
+    # A generator of its own: a DataLoader draws a seed from the global RNG each time it starts an epoch, and
+    # a resumed run must find the global RNG (dropout) exactly where the interrupted run left it.
     return DataLoader(examples, batch_sampler=sampler, num_workers=workers, pin_memory=cuda,
                       collate_fn=Collator(examples, pad_token_id, pad_to_multiple_of=8 if cuda else 1),
-                      persistent_workers=workers > 0)
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))

@@ -57,9 +57,9 @@ def _tokenize_with_datasets(texts, tokenizer, max_length):
         return {"input_ids": tokenizer(batch["text"], truncation=True, max_length=max_length,
                                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]}
 
+    datasets.disable_progress_bars()
     dataset = datasets.Dataset.from_dict({"text": texts})
-    dataset = dataset.map(encode, batched=True, batch_size=2000, remove_columns=["text"],
-                          keep_in_memory=True, desc="tokenizing")
+    dataset = dataset.map(encode, batched=True, batch_size=2000, remove_columns=["text"], keep_in_memory=True)
     ids = dataset.data.column("input_ids").combine_chunks()
     offsets = ids.offsets.to_numpy().astype(np.int64)
     token_ids = ids.values.to_numpy().astype(np.int32)

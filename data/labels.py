@@ -46,6 +46,12 @@ def encode_tables(tables: dict[str, Table], text_column=None, label_column=None,
     label must be one of them; otherwise the label set is read from the data."""
     forms = {split: _label_form(table, text_column, label_column) for split, table in tables.items()}
     _check_same_form(tables, forms)
+    if label_names is not None:
+        split, table = next(iter(tables.items()))
+        unknown = [c for c in forms[split][2] if c not in label_names] if isinstance(forms[split][2], list) else []
+        if unknown:
+            raise DataError(f"{table.source}: column {unknown[0]!r} is not a label of the checkpoint "
+                            f"({_preview(label_names)})")
     names_per_split = {split: _label_names_per_row(table, forms[split], label_separator)
                        for split, table in tables.items()}
     if label_names is None:

@@ -18,13 +18,16 @@ class NonFiniteLossError(RuntimeError):
 
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, loss_fn, device, amp_dtype, step: int,
                     grad_accum: int = 1, clip_grad: float = 1.0, logger=None, log_every: int = 10,
-                    on_step=None, epoch_label: str = "") -> dict:
+                    on_step=None, epoch_label: str = "", done_before: tuple[int, float] = (0, 0.0)) -> dict:
     """Trains on every batch of `loader`; `step` counts optimizer steps across epochs and is the x-axis of the
-    per-step TensorBoard curves. `on_step(step, batches_done)` runs after each optimizer step (to save).
-    The loss stays on the device between log points: no host sync in the hot loop."""
+    per-step TensorBoard curves. `on_step(step, batches_done, loss_sum)` runs after each optimizer step (to
+    save). A resumed epoch passes the batches and loss sum it had done before (`done_before`), so its mean
+    loss is that of the whole epoch. The loss stays on the device between log points: no host sync in the
+    hot loop."""
     model.train()
     non_blocking = device.type == "cuda"
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    batches_before, loss_before = done_before
+    loss_sum = torch.full((), loss_before, device=device, dtype=torch.float64)
     window_loss, window_batches = torch.zeros((), device=device, dtype=torch.float64), 0
     n_batches, n_examples, n_tokens = len(loader), 0, 0
     start = time.perf_counter()
@@ -67,9 +70,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, loss_fn, device
             window_loss.zero_()
             window_batches = 0
         if on_step is not None:
-            on_step(step, i + 1)
+            on_step(step, batches_before + i + 1, loss_sum)
     seconds = time.perf_counter() - start
-    return {"loss": average(loss_sum.item() / max(1, n_batches)), "steps": step, "examples": n_examples,
+    return {"loss": average(loss_sum.item() / max(1, batches_before + n_batches)), "steps": step, "examples": n_examples,
             "tokens": n_tokens, "seconds": seconds, "examples_per_s": n_examples / max(seconds, 1e-9)}
 
 

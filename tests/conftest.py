@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random BERT written to disk, and a synthetic multi-label task it can learn."""
 import csv
+import json
 import os
 import random
 import sys
@@ -65,3 +66,15 @@ def tiny_train_args(model, data, out, *extra) -> list[str]:
     return ["--model", model, "--data", data, "--output-dir", str(out), "--epochs", "6", "--batch-size", "16",
             "--lr", "3e-3", "--head-lr-mult", "1", "--warmup", "0.1", "--max-length", "32", "--cache-dir", "",
             "--amp", "off", "--log-every", "5", *extra]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_bert, synthetic_folder, tmp_path_factory):
+    """A finished tiny run: (run folder, train.main's summary, the metrics.jsonl records)."""
+    import train
+
+    out = tmp_path_factory.mktemp("run")
+    summary = train.main(tiny_train_args(tiny_bert, synthetic_folder, out))
+    with open(out / "metrics.jsonl") as f:
+        epochs = [json.loads(line) for line in f]
+    return out, summary, epochs

@@ -7,16 +7,6 @@ import torch
 
 import evaluate
 import train
-from conftest import tiny_train_args
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_bert, synthetic_folder, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    summary = train.main(tiny_train_args(tiny_bert, synthetic_folder, out))
-    with open(out / "metrics.jsonl") as f:
-        epochs = [json.loads(line) for line in f]
-    return out, summary, epochs
 
 
 def test_tiny_bert_learns_the_synthetic_task(trained_run):

@@ -1,0 +1,163 @@
+"""Bad input: one line naming the file, row, column or flag, exit status 2, and the previous run untouched."""
+import hashlib
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+import evaluate
+import train
+from conftest import LABELS, synthetic_rows, tiny_train_args, write_flag_tsv
+
+
+def expect_error(main, argv, capsys, fragment):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], err
+    return errors[0]
+
+
+def fingerprint(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def previous_run(trained_run, tmp_path):
+    """A copy of a finished run: a failed --overwrite must leave every byte of it."""
+    folder = tmp_path / "previous"
+    shutil.copytree(trained_run[0], folder)
+    before = fingerprint(folder)
+    yield folder
+    assert fingerprint(folder) == before
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+def train_fails(tiny_bert, data, run_folder, capsys, fragment, *extra):
+    argv = tiny_train_args(tiny_bert, str(data), run_folder, "--overwrite", *extra)
+    return expect_error(train.main, argv, capsys, fragment)
+
+
+def test_missing_file(tiny_bert, previous_run, tmp_path, capsys):
+    train_fails(tiny_bert, tmp_path / "nope.csv", previous_run, capsys, "nope.csv: no such file")
+
+
+def test_unknown_text_column(tiny_bert, synthetic_folder, previous_run, capsys):
+    train_fails(tiny_bert, synthetic_folder, previous_run, capsys, "no text column 'body2'", "--text-column", "body2")
+
+
+def test_unknown_label_column(tiny_bert, synthetic_folder, previous_run, capsys):
+    train_fails(tiny_bert, synthetic_folder, previous_run, capsys, "no label column 'tags'", "--label-column", "tags")
+
+
+def test_empty_text(tiny_bert, previous_run, tmp_path, capsys):
+    rows = synthetic_rows(20, seed=1)
+    rows[1] = ("  ", rows[1][1])
+    write_flag_tsv(tmp_path / "d.tsv", rows)
+    train_fails(tiny_bert, tmp_path / "d.tsv", previous_run, capsys, "d.tsv: row 3: empty text in column 'text'")
+
+
+def test_non_string_text(tiny_bert, previous_run, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "fine", "labels": ["apple"]}, {"text": 5, "labels": []}])
+    train_fails(tiny_bert, data, previous_run, capsys, "d.jsonl: row 2: column 'text' holds int, not text")
+
+
+def test_missing_labels(tiny_bert, previous_run, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "fine", "labels": ["apple"]}, {"text": "no", "labels": None}])
+    train_fails(tiny_bert, data, previous_run, capsys, "d.jsonl: row 2: missing labels in column 'labels'")
+
+
+def test_nan_label(tiny_bert, previous_run, tmp_path, capsys):
+    (tmp_path / "d.jsonl").write_text('{"text": "a", "apple": 1, "banana": 0}\n{"text": "b", "apple": NaN, "banana": 1}\n')
+    train_fails(tiny_bert, tmp_path / "d.jsonl", previous_run, capsys, "row 2: missing label in column 'apple'")
+
+
+def test_label_id_out_of_range(tiny_bert, previous_run, tmp_path, capsys):
+    """A parquet file whose ClassLabel names 5 labels but holds the id 7 (datasets itself would not write it)."""
+    import datasets
+
+    plain = datasets.Dataset.from_dict({"text": ["a", "b"], "labels": [[0], [1, 7]]})
+    plain.to_parquet(str(tmp_path / "plain.parquet"))
+    table = pq.read_table(tmp_path / "plain.parquet")
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "labels": datasets.List(datasets.ClassLabel(names=LABELS))})
+    metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    pq.write_table(table.replace_schema_metadata(metadata), tmp_path / "d.parquet")
+    train_fails(tiny_bert, tmp_path / "d.parquet", previous_run, capsys, "d.parquet: row 2: label id 7 is out of range")
+
+
+def test_zero_rows(tiny_bert, previous_run, tmp_path, capsys):
+    write_flag_tsv(tmp_path / "d.tsv", [])
+    train_fails(tiny_bert, tmp_path / "d.tsv", previous_run, capsys, "d.tsv: no rows")
+
+
+def test_mixed_label_forms(tiny_bert, previous_run, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "labels": ["apple"]}, {"text": "b", "labels": [0, "apple"]}])
+    train_fails(tiny_bert, data, previous_run, capsys, "row 2: mixed label forms in column 'labels'")
+
+
+def test_mixed_label_forms_across_splits(tiny_bert, previous_run, tmp_path, capsys):
+    write_flag_tsv(tmp_path / "train.tsv", synthetic_rows(20, seed=1))
+    write_jsonl(tmp_path / "validation.jsonl", [{"text": "a", "labels": ["apple"]}])
+    train_fails(tiny_bert, tmp_path, previous_run, capsys, "mixed label forms")
+
+
+@pytest.mark.parametrize("flag, value, fragment", [
+    ("--batch-size", "0", "--batch-size 0: must be at least 1"),
+    ("--lr", "-0.001", "--lr -0.001: must be positive"),
+    ("--max-length", "1000", "--max-length 1000: beyond the model's limit of 64"),
+    ("--select-metric", "accuracy", "--select-metric accuracy"),
+])
+def test_bad_flag_values(tiny_bert, synthetic_folder, previous_run, capsys, flag, value, fragment):
+    train_fails(tiny_bert, synthetic_folder, previous_run, capsys, fragment, flag, value)
+
+
+def test_unknown_model_alias(synthetic_folder, previous_run, capsys, monkeypatch):
+    import data.reading
+
+    monkeypatch.setattr(data.reading, "hub_reachable", lambda: False)
+    argv = tiny_train_args("minlm", synthetic_folder, previous_run, "--overwrite")
+    line = expect_error(train.main, argv, capsys, "--model minlm")
+    assert "not an alias (minilm)" in line
+
+
+def test_a_finished_run_folder_is_refused_without_overwrite(tiny_bert, synthetic_folder, previous_run, capsys):
+    argv = tiny_train_args(tiny_bert, synthetic_folder, previous_run)
+    expect_error(train.main, argv, capsys, "holds a run already")
+
+
+def test_missing_split(trained_run, tmp_path, capsys):
+    write_flag_tsv(tmp_path / "train.tsv", synthetic_rows(20, seed=1))
+    write_flag_tsv(tmp_path / "validation.tsv", synthetic_rows(20, seed=2))
+    argv = ["--ckpt", str(trained_run[0] / "best.pt"), "--data", str(tmp_path), "--split", "test"]
+    expect_error(evaluate.main, argv, capsys, "--split test: ")
+
+
+def test_a_label_name_the_checkpoint_does_not_know(trained_run, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "labels": ["apple"]}, {"text": "b", "labels": ["grape"]}])
+    argv = ["--ckpt", str(trained_run[0] / "best.pt"), "--data", data]
+    expect_error(evaluate.main, argv, capsys, "d.jsonl: row 2: label 'grape' is not in the label set")
+
+
+def test_a_label_column_the_checkpoint_does_not_know(trained_run, tmp_path, capsys):
+    (tmp_path / "d.tsv").write_text("text\tapple\tgrape\nsome text\t1\t0\n")
+    argv = ["--ckpt", str(trained_run[0] / "best.pt"), "--data", str(tmp_path / "d.tsv")]
+    expect_error(evaluate.main, argv, capsys, "column 'grape' is not a label of the checkpoint")
+
+
+def test_a_truncated_checkpoint(trained_run, tmp_path, capsys):
+    content = (trained_run[0] / "best.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(content[: len(content) // 2])
+    expect_error(evaluate.main, ["--ckpt", str(tmp_path / "cut.pt")], capsys, "cut.pt: not a readable checkpoint")
+
+
+def test_a_missing_checkpoint(tmp_path, capsys):
+    expect_error(evaluate.main, ["--ckpt", str(tmp_path / "none.pt")], capsys, "none.pt: no such checkpoint")

@@ -1,0 +1,112 @@
+"""Resume after SIGKILL, atomic checkpoints, safe loading, non-finite losses."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import evaluate
+import train
+from conftest import ROOT, tiny_train_args
+from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+
+def start_training(argv) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *argv], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def read_scalars(folder, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_metrics(tiny_bert, synthetic_folder, tmp_path):
+    flags = ["--epochs", "8", "--save-every", "3", "--deterministic"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    reference = start_training(tiny_train_args(tiny_bert, synthetic_folder, whole, *flags))
+    victim = start_training(tiny_train_args(tiny_bert, synthetic_folder, killed, *flags))
+    while not os.path.exists(killed / "last.pt") and victim.poll() is None:
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.2, 1.5))
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert reference.wait() == 0, reference.stderr.read()
+    stopped_at = torch.load(killed / "last.pt", weights_only=True)["progress"]
+    resumed = start_training(["--resume", "auto", "--output-dir", str(killed)])
+    assert resumed.wait() == 0, resumed.stderr.read()
+
+    a, b = (torch.load(folder / "last.pt", weights_only=True) for folder in (whole, killed))
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), f"weights differ (killed at {stopped_at})"
+    metrics = [[{k: v for k, v in json.loads(line).items() if k.startswith("val_") or k in ("epoch", "step", "train_loss")}
+                for line in open(folder / "metrics.jsonl")] for folder in (whole, killed)]
+    assert len(metrics[0]) == 8 and metrics[0] == metrics[1]
+    for tag in ("val/micro_f1", "train/lr"):
+        assert read_scalars(whole, tag) == read_scalars(killed, tag), tag
+    steps = [s for s, _ in read_scalars(killed, "train/loss")]
+    assert steps == sorted(set(steps)) == [s for s, _ in read_scalars(whole, "train/loss")]
+
+
+SAVER = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from engine.checkpoint import save_checkpoint
+for i in range(1000):
+    save_checkpoint({path!r}, {{"model": {{"w": torch.full((8_000_000,), float(i))}}, "config": {{"i": i}}}})
+"""
+
+
+def test_a_process_killed_while_saving_leaves_the_previous_checkpoint_loadable(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(str(path), {"model": {"w": torch.zeros(3)}, "config": {"i": -1}})
+    saver = subprocess.Popen([sys.executable, "-c", SAVER.format(root=ROOT, path=str(path))])
+    deadline = time.time() + 60
+    while not any(name.endswith(".tmp") for name in os.listdir(tmp_path)) and time.time() < deadline:
+        time.sleep(0.001)
+    saver.send_signal(signal.SIGKILL)
+    saver.wait()
+    state = load_checkpoint(str(path))
+    i = state["config"]["i"]
+    assert i == -1 or torch.equal(state["model"]["w"], torch.full((8_000_000,), float(i)))
+
+
+class RunsCode:
+    marker = None
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(trained_run, tmp_path, capsys):
+    RunsCode.marker = str(tmp_path / "pwned")
+    state = torch.load(trained_run[0] / "best.pt", weights_only=True)
+    state["config"]["payload"] = RunsCode()
+    torch.save(state, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(str(tmp_path / "evil.pt"))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--ckpt", str(tmp_path / "evil.pt")])
+    assert exit_info.value.code == 2
+    assert "refused" in capsys.readouterr().err
+    assert not os.path.exists(RunsCode.marker)
+
+
+def test_a_diverging_run_stops_and_never_becomes_best(tiny_bert, synthetic_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--lr", "1e30", "--clip-grad", "0"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip().splitlines()[-1]]
+    assert "loss became" in err.strip().splitlines()[-1]
+    assert not os.path.exists(out / "best.pt")
