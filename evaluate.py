@@ -9,14 +9,13 @@ import json
 import os
 import sys
 
-import torch
 
-from data import DataError, build_loader, load_examples, tokenize
-from engine.amp import dtype_from_name, resolve_amp
-from engine.checkpoint import CheckpointError, atomic_write, load_checkpoint
-from engine.loop import predict
+from data import DataError, load_examples
+from engine.checkpoint import CheckpointError, atomic_write
+from engine.inference import Predictor, prediction_records
 from engine.metrics import multilabel_metrics, per_label_report
-from model import ModelError, build_from_checkpoint
+from engine.thresholds import choose_thresholds
+from model import ModelError
 
 HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_precision", "micro_recall",
             "roc_auc_micro", "roc_auc_macro", "subset_accuracy", "hamming_loss", "jaccard_samples", "lrap",
@@ -28,12 +27,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="a best.pt or last.pt")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument("--data", default=None, help="other data (file or folder) labelled with the checkpoint's labels")
-    p.add_argument("--threshold", type=float, default=None, help="default: the training run's")
+    p.add_argument("--thresholds", default=None,
+                   help="tuned (per label, tuned on validation in training), global (the tuned global one), or a "
+                        "number; default: the training run's --threshold")
     p.add_argument("--batch-size", type=int, default=None, help="default: the training run's eval batch size")
     p.add_argument("--max-eval-samples", type=int, default=None, help="default: the training run's")
     p.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"], help="default: the training run's")
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", default=None, help="metrics JSON (default: beside the checkpoint)")
+    p.add_argument("--save-predictions", default=None, help="JSON lines: id, gold, predicted, probabilities")
     return p
 
 
@@ -71,30 +73,25 @@ def format_report(metrics: dict, per_label: list[dict], source: str, n: int) -> 
 def run(args) -> dict:
     if args.batch_size is not None and args.batch_size < 1:
         raise DataError(f"--batch-size {args.batch_size}: must be at least 1")
-    state = load_checkpoint(args.ckpt)
-    cfg, label_names = state["config"], state["label_names"]
-    device = torch.device(args.device)
-    amp_dtype = resolve_amp(args.amp, device) if args.amp else dtype_from_name(cfg["amp_dtype"])
-    model, tokenizer = build_from_checkpoint(state)
-    model.to(device)
+    predictor = Predictor(args.ckpt, args.device, args.amp, args.batch_size)
+    cfg, label_names = predictor.config, predictor.label_names
     examples, source = load_eval_examples(args, cfg, label_names)
-    tokenized = tokenize(examples, tokenizer, cfg["max_length"], len(label_names), cfg.get("cache_dir") or None)
-    loader = build_loader(tokenized, args.batch_size or cfg["eval_batch_size"], tokenizer.pad_token_id, False,
-                          device=device)
-    pos_weight = state.get("pos_weight")
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device) if pos_weight is not None else None)
-    probs, targets, loss = predict(model, loader, device, amp_dtype, loss_fn)
-    threshold = cfg["threshold"] if args.threshold is None else args.threshold
+    probs, targets, loss = predictor.probabilities(examples, cfg.get("cache_dir") or None)
+    threshold = choose_thresholds(args.thresholds, predictor.state.get("thresholds"), cfg["threshold"])
     metrics = {"loss": loss, **multilabel_metrics(probs, targets, threshold, label_names)}
     per_label = per_label_report(probs, targets, threshold, label_names)
     print(format_report(metrics, per_label, source, len(examples)))
     output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)),
                                          f"eval-{os.path.splitext(os.path.basename(args.ckpt))[0]}-"
                                          f"{'data' if args.data else args.split}.json")
-    result = {"checkpoint": args.ckpt, "data": source, "examples": len(examples), "threshold": threshold,
+    result = {"checkpoint": args.ckpt, "data": source, "examples": len(examples), "thresholds": threshold,
               "metrics": metrics, "per_label": per_label}
     atomic_write(output, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
     print(f"metrics written to {output}")
+    if args.save_predictions:
+        records = prediction_records(examples.ids, probs, threshold, label_names, gold=examples.labels)
+        atomic_write(args.save_predictions, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in records))
+        print(f"predictions written to {args.save_predictions}")
     return result
 
 

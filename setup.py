@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=["data", "model", "engine"],
-    py_modules=["train", "evaluate"],
+    py_modules=["train", "evaluate", "predict"],
     install_requires=[
         "torch>=2.4",
         "transformers>=4.46",

@@ -20,6 +20,8 @@ from engine.checkpoint import CheckpointError, atomic_write, link_checkpoint, lo
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
 from engine.logger import RunLogger
 from engine.loop import NonFiniteLossError, evaluate, train_one_epoch
+from engine.metrics import f1_scores
+from engine.thresholds import tune_thresholds
 from engine.optim import build_optimizer, build_scheduler
 from model import ModelError, build_model, load_tokenizer, resolve_attention, tokenizer_files
 
@@ -79,6 +81,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("evaluation")
     g.add_argument("--threshold", type=float, default=0.5)
     g.add_argument("--select-metric", default="micro_f1", help="validation metric that picks best.pt")
+    g.add_argument("--tune-objective", default="micro_f1", choices=["micro_f1", "macro_f1"],
+                   help="what the thresholds tuned on validation predictions maximise")
+    g.add_argument("--tune-min-positives", type=int, default=5,
+                   help="a label with fewer validation positives keeps the tuned global threshold")
     g = p.add_argument_group("run")
     g.add_argument("--output-dir", default=None, help="default: runs/<run-name>")
     g.add_argument("--run-name", default=None, help="default: <model>-<data>-<date>")
@@ -97,7 +103,8 @@ def check_args(args) -> None:
     for name in positive:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
-    for name in ("lr", "weight_decay", "head_lr_mult", "clip_grad", "pos_weight_max", "save_every", "workers"):
+    for name in ("lr", "weight_decay", "head_lr_mult", "clip_grad", "pos_weight_max", "save_every", "workers",
+                 "tune_min_positives"):
         if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be "
                               + ("positive" if name == "lr" else "zero or more"))
@@ -214,6 +221,19 @@ def build_data(args, label_names, device, rank, world_size, log):
     return splits, label_names, tokenizer, train_loader, val_loader
 
 
+def validate(model, loader, device, amp_dtype, loss_fn, args, label_names, examples, logger, step):
+    """Validation metrics at --threshold, thresholds tuned on these predictions and the F1 they reach
+    (`tuned_*`: per label, `global_*`: one for all), and the TensorBoard details."""
+    result = evaluate(model, loader, device, amp_dtype, loss_fn, args.threshold, label_names)
+    probs, targets, metrics = result["probs"], result["targets"], result["metrics"]
+    thresholds = tune_thresholds(probs, targets, args.tune_objective, args.tune_min_positives)
+    metrics.update({f"tuned_{k}": v for k, v in f1_scores(probs, targets, thresholds["per_label"]).items()})
+    metrics.update({f"global_{k}": v for k, v in f1_scores(probs, targets, thresholds["global"]).items()})
+    metrics["global_threshold"] = thresholds["global"]
+    logger.validation_details(probs, targets, label_names, examples, probs >= args.threshold, step)
+    return metrics, thresholds
+
+
 def run(args, resume: dict | None) -> dict:
     device, rank, world_size = init_distributed(args.device)
     main = is_main_process()
@@ -255,11 +275,12 @@ def run(args, resume: dict | None) -> dict:
               "pos_weight": pos_weight.cpu() if pos_weight is not None else None}
     last_path, best_path = os.path.join(args.output_dir, "last.pt"), os.path.join(args.output_dir, "best.pt")
 
-    def save_last(val_metrics=None):
+    def save_last(val_metrics=None, thresholds=None):
         if main:
             save_checkpoint(last_path, {**static, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                        "progress": dict(progress), "rng": rng_state(), "metrics": val_metrics or {}})
+                                        "progress": dict(progress), "rng": rng_state(), "metrics": val_metrics or {},
+                                        "thresholds": thresholds})
         barrier()
 
     def on_step(step, batches_done, loss_sum):
@@ -279,7 +300,8 @@ def run(args, resume: dict | None) -> dict:
                 train_model, train_loader, optimizer, scheduler, scaler, loss_fn, device, amp_dtype,
                 progress["step"], args.grad_accum, args.clip_grad, logger if main else None, args.log_every,
                 on_step, f"{epoch + 1}/{args.epochs}", (progress["batches_done"], progress["epoch_loss_sum"]))
-            val = evaluate(model, val_loader, device, amp_dtype, loss_fn, args.threshold, label_names)
+            val, thresholds = validate(model, val_loader, device, amp_dtype, loss_fn, args, label_names,
+                                       splits["validation"], logger, train_stats["steps"])
             improved = val[args.select_metric] > progress["best_metric"]
             progress.update(epoch=epoch + 1, batches_done=0, epoch_loss_sum=0.0, step=train_stats.pop("steps"))
             if improved:
@@ -287,12 +309,14 @@ def run(args, resume: dict | None) -> dict:
             record = {"epoch": epoch + 1, "step": progress["step"], **{f"train_{k}": v for k, v in train_stats.items()},
                       **{f"val_{k}": v for k, v in val.items()}}
             logger.epoch(record, progress["step"])
-            save_last(val)
+            save_last(val, thresholds)
             if improved and main:
                 link_checkpoint(last_path, best_path)
             log(f"epoch {epoch + 1}/{args.epochs}  train_loss {train_stats['loss']:.4f}  val_loss {val['loss']:.4f}  "
-                f"val_micro_f1 {val['micro_f1']:.4f}  val_macro_f1 {val['macro_f1']:.4f}  "
+                f"val_micro_f1 {val['micro_f1']:.4f} (tuned {val['tuned_micro_f1']:.4f})  "
+                f"val_macro_f1 {val['macro_f1']:.4f}  "
                 f"({train_stats['seconds']:.1f} s, {train_stats['examples_per_s']:.1f} ex/s)" + ("  best" if improved else ""))
+        logger.hparams(config, {k[4:]: v for k, v in record.items() if k.startswith("val_") and isinstance(v, float)})
     finally:
         logger.close()
     log(f"best {args.select_metric} {progress['best_metric']:.4f} at epoch {progress['best_epoch']}: {best_path}")

@@ -5,11 +5,11 @@ from torch.utils.data import DataLoader
 
 from data.batching import Collator, LengthGroupedBatchSampler, TokenizedExamples, tokenize
 from data.errors import DataError
-from data.labels import EUROVOC_LEVEL_1, Examples, encode_tables
+from data.labels import EUROVOC_LEVEL_1, Examples, encode_tables, read_texts
 from data.reading import read_splits
 
 __all__ = ["DataError", "EUROVOC_LEVEL_1", "Examples", "TokenizedExamples", "build_loader", "load_examples",
-           "tokenize"]
+           "read_texts", "tokenize"]
 
 
 def load_examples(data, data_config=None, text_column=None, label_column=None, label_separator=",",

@@ -205,3 +205,33 @@ def _label_set(tables, forms, names_per_split) -> list[str]:
     if not seen:
         raise DataError(f"{table.source}: no example has any label")
     return sorted(seen, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))
+
+
+def read_texts(path: str, text_column: str | None = None) -> Examples:
+    """Unlabelled examples to predict: a .txt file (one text per line) or a csv, tsv, jsonl or parquet file."""
+    from data.reading import read_file
+
+    if path.lower().endswith(".txt"):
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                texts = [line.rstrip("\r\n") for line in f if line.strip()]
+        except OSError as e:
+            raise DataError(f"{path}: cannot read ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        if not texts:
+            raise DataError(f"{path}: no rows")
+        return Examples([str(i) for i in range(len(texts))], texts, [[] for _ in texts])
+    table = read_file(path)
+    if len(table) == 0:
+        raise DataError(f"{path}: no rows")
+    if text_column is not None and text_column not in table.columns:
+        raise DataError(f"{path}: no text column {text_column!r} (columns: {', '.join(table.columns)}); "
+                        "set --text-column")
+    column = text_column or _find_column(table, TEXT_COLUMNS)
+    if column is None:
+        raise DataError(f"{path}: no text column among {', '.join(table.columns)}; set --text-column")
+    id_column = _find_column(table, ID_COLUMNS)
+    texts = _texts(table, column)
+    ids = [str(v) for v in table.columns[id_column]] if id_column else [str(i) for i in range(len(texts))]
+    return Examples(ids, texts, [[] for _ in texts])

@@ -44,6 +44,8 @@ def read_splits(data: str, config: str | None = None) -> dict[str, Table]:
 
 
 def read_file(path: str) -> Table:
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
     fmt = FILE_FORMATS.get(os.path.splitext(path)[1].lower())
     if fmt is None:
         raise DataError(f"{path}: unknown file type (use .csv, .tsv, .jsonl or .parquet)")

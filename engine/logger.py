@@ -3,6 +3,8 @@ import json
 import math
 import os
 
+import numpy as np
+
 
 class RunLogger:
     """Only the main process writes; on the others every call does nothing."""
@@ -32,6 +34,28 @@ class RunLogger:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
         self.writer.flush()
+
+    def validation_details(self, probs, targets, label_names, examples, predicted, step: int, shown: int = 8):
+        """Per-label precision-recall curves, and the first validation examples with gold and predicted labels."""
+        if not self.enabled:
+            return
+        for j, name in enumerate(label_names):
+            self.writer.add_pr_curve(f"pr/{name}", targets[:, j], probs[:, j], step)
+        rows = ["| text | gold | predicted |", "|---|---|---|"]
+        for i in range(min(shown, len(examples))):
+            text = examples.texts[i].replace("|", "\\|").replace("\n", " ")
+            text = text[:300] + ("…" if len(text) > 300 else "")
+            gold = ", ".join(label_names[j] for j in examples.labels[i])
+            pred = ", ".join(f"{label_names[j]} ({probs[i, j]:.2f})" for j in np.flatnonzero(predicted[i]))
+            rows.append(f"| {text} | {gold} | {pred} |")
+        self.writer.add_text("val/examples", "\n".join(rows), step)
+
+    def hparams(self, config: dict, metrics: dict):
+        """The run's flags beside its final metrics (TensorBoard's HPARAMS view)."""
+        if not self.enabled:
+            return
+        flags = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
+        self.writer.add_hparams(flags, {f"hparam/{k}": v for k, v in metrics.items()}, run_name="hparams")
 
     def close(self):
         if self.writer is not None:

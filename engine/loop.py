@@ -98,5 +98,7 @@ def predict(model, loader, device, amp_dtype, loss_fn=None) -> tuple[np.ndarray,
 
 
 def evaluate(model, loader, device, amp_dtype, loss_fn, thresholds=0.5, label_names=None) -> dict:
+    """{"metrics": every metric of `engine.metrics` and the loss, "probs": ..., "targets": ...}."""
     probs, targets, loss = predict(model, loader, device, amp_dtype, loss_fn)
-    return {"loss": loss, **multilabel_metrics(probs, targets, thresholds, label_names)}
+    metrics = {"loss": loss, **multilabel_metrics(probs, targets, thresholds, label_names)}
+    return {"metrics": metrics, "probs": probs, "targets": targets}

@@ -31,6 +31,12 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5, l
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
 
 
+def f1_scores(probs: np.ndarray, targets: np.ndarray, thresholds) -> dict:
+    preds = (probs >= np.asarray(thresholds)).astype(np.int64)
+    return {f"{average}_f1": float(skm.f1_score(targets.astype(np.int64), preds, average=average, zero_division=0))
+            for average in ("micro", "macro")}
+
+
 def _roc_auc(probs, targets) -> dict:
     positives = targets.sum(0)
     both = (positives > 0) & (positives < len(targets))

@@ -1,0 +1,45 @@
+"""What evaluate.py and predict.py share: a model from a checkpoint alone, and predictions as records."""
+import numpy as np
+import torch
+
+from data import Examples, build_loader, tokenize
+from engine.amp import dtype_from_name, resolve_amp
+from engine.checkpoint import load_checkpoint
+from engine.loop import predict
+from model import build_from_checkpoint
+
+
+class Predictor:
+    """A checkpoint's model and tokenizer, ready to turn examples into label probabilities."""
+
+    def __init__(self, ckpt: str, device: str = "cpu", amp: str | None = None, batch_size: int | None = None):
+        self.state = load_checkpoint(ckpt)
+        self.config, self.label_names = self.state["config"], self.state["label_names"]
+        self.device = torch.device(device)
+        self.amp_dtype = resolve_amp(amp, self.device) if amp else dtype_from_name(self.config["amp_dtype"])
+        self.model, self.tokenizer = build_from_checkpoint(self.state)
+        self.model.to(self.device)
+        self.batch_size = batch_size or self.config["eval_batch_size"]
+        pos_weight = self.state.get("pos_weight")
+        self.loss_fn = torch.nn.BCEWithLogitsLoss(
+            pos_weight=pos_weight.to(self.device) if pos_weight is not None else None)
+
+    def probabilities(self, examples: Examples, cache_dir=None) -> tuple[np.ndarray, np.ndarray, float]:
+        """(probabilities, multi-hot gold labels, mean loss) in the order of `examples`."""
+        tokenized = tokenize(examples, self.tokenizer, self.config["max_length"], len(self.label_names), cache_dir)
+        loader = build_loader(tokenized, self.batch_size, self.tokenizer.pad_token_id, False, device=self.device)
+        return predict(self.model, loader, self.device, self.amp_dtype, self.loss_fn)
+
+
+def prediction_records(ids, probs, thresholds, label_names, gold=None, texts=None):
+    """One JSON-ready dict per example: id, (text), (gold labels), predicted labels, probabilities."""
+    predicted = probs >= np.asarray(thresholds)
+    for i, example_id in enumerate(ids):
+        record = {"id": example_id}
+        if texts is not None:
+            record["text"] = texts[i]
+        if gold is not None:
+            record["gold"] = [label_names[j] for j in gold[i]]
+        record["predicted"] = [label_names[j] for j in np.flatnonzero(predicted[i])]
+        record["probabilities"] = {name: round(float(p), 6) for name, p in zip(label_names, probs[i])}
+        yield record

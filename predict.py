@@ -1,0 +1,82 @@
+"""Label raw text with a trained checkpoint.
+
+    python predict.py --ckpt runs/<run>/best.pt "I can't wait for the weekend!" "This is awful."
+    cat tweets.txt | python predict.py --ckpt runs/<run>/best.pt --json
+    python predict.py --ckpt runs/<run>/best.pt --file tweets.csv --text-column Tweet
+"""
+import argparse
+import json
+import sys
+
+from data import DataError, Examples, read_texts
+from engine.checkpoint import CheckpointError
+from engine.inference import Predictor, prediction_records
+from engine.thresholds import choose_thresholds
+from model import ModelError
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Label texts with a multi-label classifier checkpoint.")
+    p.add_argument("texts", nargs="*", help="texts to label; none: --file, or one text per line on stdin")
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--file", default=None, help="a .txt (one text per line), csv, tsv, jsonl or parquet file")
+    p.add_argument("--text-column", default=None, help="for csv, tsv, jsonl, parquet (default: as in training)")
+    p.add_argument("--thresholds", default=None,
+                   help="tuned (per label; the default where the checkpoint has them), global, or a number")
+    p.add_argument("--json", action="store_true", help="one JSON line per text")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def input_examples(args) -> Examples:
+    if args.file and args.texts:
+        raise DataError("give texts as arguments or --file, not both")
+    if args.file:
+        return read_texts(args.file, args.text_column)
+    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise DataError("no text to label: give texts as arguments, --file, or lines on stdin")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise DataError(f"text {i + 1} is empty")
+    return Examples([str(i) for i in range(len(texts))], texts, [[] for _ in texts])
+
+
+def format_prediction(record: dict, limit: int = 100) -> str:
+    text = record["text"].replace("\n", " ")
+    shown = text[:limit] + ("…" if len(text) > limit else "")
+    probs = record["probabilities"]
+    labels = ", ".join(f"{name} {probs[name]:.2f}" for name in sorted(record["predicted"], key=lambda n: -probs[n]))
+    if not labels:
+        top = max(probs, key=probs.get)
+        labels = f"(none; the likeliest is {top} {probs[top]:.2f})"
+    return f"{shown}\n    {labels}"
+
+
+def run(args) -> list[dict]:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise DataError(f"--batch-size {args.batch_size}: must be at least 1")
+    examples = input_examples(args)
+    predictor = Predictor(args.ckpt, args.device, batch_size=args.batch_size)
+    tuned = predictor.state.get("thresholds")
+    spec = args.thresholds or ("tuned" if tuned else None)
+    thresholds = choose_thresholds(spec, tuned, predictor.config["threshold"])
+    probs, _, _ = predictor.probabilities(examples)
+    records = list(prediction_records(examples.ids, probs, thresholds, predictor.label_names, texts=examples.texts))
+    for record in records:
+        print(json.dumps(record) if args.json else format_prediction(record))
+    return records
+
+
+def main(argv=None) -> list[dict]:
+    args = get_args_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, ModelError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
