@@ -11,11 +11,11 @@ import sys
 
 
 from data import DataError, load_examples
-from engine.checkpoint import CheckpointError, atomic_write
+from engine.checkpoint import atomic_write
+from engine.cli import run_cli
 from engine.inference import Predictor, prediction_records
 from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
-from model import ModelError
 
 HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_precision", "micro_recall",
             "roc_auc_micro", "roc_auc_macro", "subset_accuracy", "hamming_loss", "jaccard_samples", "lrap",
@@ -96,12 +96,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    args = get_args_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (DataError, ModelError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return run_cli(run, get_args_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

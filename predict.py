@@ -9,10 +9,9 @@ import json
 import sys
 
 from data import DataError, Examples, read_texts
-from engine.checkpoint import CheckpointError
+from engine.cli import run_cli
 from engine.inference import Predictor, prediction_records
 from engine.thresholds import choose_thresholds
-from model import ModelError
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -70,12 +69,7 @@ def run(args) -> list[dict]:
 
 
 def main(argv=None) -> list[dict]:
-    args = get_args_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (DataError, ModelError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return run_cli(run, get_args_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

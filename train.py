@@ -8,22 +8,23 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 
 import numpy as np
 import torch
 
 from data import DataError, build_loader, load_examples, tokenize
+from data.errors import InputError
 from engine.amp import dtype_name, resolve_amp
-from engine.checkpoint import CheckpointError, atomic_write, link_checkpoint, load_checkpoint, save_checkpoint
+from engine.checkpoint import atomic_write, link_checkpoint, load_checkpoint, save_checkpoint
+from engine.cli import run_cli
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
 from engine.logger import RunLogger
-from engine.loop import NonFiniteLossError, evaluate, train_one_epoch
+from engine.loop import evaluate, train_one_epoch
 from engine.metrics import f1_scores
-from engine.thresholds import tune_thresholds
 from engine.optim import build_optimizer, build_scheduler
-from model import ModelError, build_model, load_tokenizer, resolve_attention, tokenizer_files
+from engine.thresholds import tune_thresholds
+from model import build_model, load_tokenizer, resolve_attention, tokenizer_files
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bert-multilabel")
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt")
@@ -32,7 +33,7 @@ SELECTABLE_METRICS = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "roc_
                       "nDCG@5", "mRP")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A flag with a value that cannot work: the message is one line that names the flag."""
 
 
@@ -325,10 +326,7 @@ def run(args, resume: dict | None) -> dict:
 
 def main(argv=None) -> dict:
     try:
-        return run(*resolve_args(argv))
-    except (ConfigError, DataError, ModelError, CheckpointError, NonFiniteLossError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return run_cli(lambda: run(*resolve_args(argv)))
     finally:
         cleanup()
 

@@ -1,2 +1,6 @@
-class DataError(ValueError):
-    """Bad input data: the message is one line that names the file, row, column or flag."""
+class InputError(ValueError):
+    """Bad input from the user (a file, a flag, a checkpoint): the message is one line that names it."""
+
+
+class DataError(InputError):
+    """Bad input data: the message names the file, row, column or flag."""

@@ -83,17 +83,23 @@ def _find_column(table: Table, candidates) -> str | None:
     return next((lower[c] for c in candidates if c in lower), None)
 
 
-def _label_form(table: Table, text_column, label_column):
-    """(text column, id column, label column name or a list of 0/1 column names)."""
+def _text_column(table: Table, text_column: str | None) -> str:
+    """The text column (`--text-column`, or the first of TEXT_COLUMNS), in a table that has rows."""
     if len(table) == 0:
         raise DataError(f"{table.source}: no rows")
-    columns = list(table.columns)
     if text_column is not None and text_column not in table.columns:
-        raise DataError(f"{table.source}: no text column {text_column!r} (columns: {', '.join(columns)}); "
+        raise DataError(f"{table.source}: no text column {text_column!r} (columns: {', '.join(table.columns)}); "
                         "set --text-column")
-    text_col = text_column or _find_column(table, TEXT_COLUMNS)
-    if text_col is None:
-        raise DataError(f"{table.source}: no text column among {', '.join(columns)}; set --text-column")
+    column = text_column or _find_column(table, TEXT_COLUMNS)
+    if column is None:
+        raise DataError(f"{table.source}: no text column among {', '.join(table.columns)}; set --text-column")
+    return column
+
+
+def _label_form(table: Table, text_column, label_column):
+    """(text column, id column, label column name or a list of 0/1 column names)."""
+    columns = list(table.columns)
+    text_col = _text_column(table, text_column)
     id_col = _find_column(table, ID_COLUMNS)
     if label_column is not None:
         if label_column not in table.columns:
@@ -223,15 +229,7 @@ def read_texts(path: str, text_column: str | None = None) -> Examples:
             raise DataError(f"{path}: no rows")
         return Examples([str(i) for i in range(len(texts))], texts, [[] for _ in texts])
     table = read_file(path)
-    if len(table) == 0:
-        raise DataError(f"{path}: no rows")
-    if text_column is not None and text_column not in table.columns:
-        raise DataError(f"{path}: no text column {text_column!r} (columns: {', '.join(table.columns)}); "
-                        "set --text-column")
-    column = text_column or _find_column(table, TEXT_COLUMNS)
-    if column is None:
-        raise DataError(f"{path}: no text column among {', '.join(table.columns)}; set --text-column")
+    texts = _texts(table, _text_column(table, text_column))
     id_column = _find_column(table, ID_COLUMNS)
-    texts = _texts(table, column)
     ids = [str(v) for v in table.columns[id_column]] if id_column else [str(i) for i in range(len(texts))]
     return Examples(ids, texts, [[] for _ in texts])

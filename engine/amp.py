@@ -3,6 +3,8 @@ import time
 
 import torch
 
+from data.errors import InputError
+
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     """`auto`: bf16 on a GPU that has it (else fp16); on a CPU, bf16 only where it runs matmuls clearly faster
@@ -14,7 +16,7 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if mode == "bf16" else torch.float16
     if mode == "fp16":
-        raise ValueError("--amp fp16 needs a CUDA device; on a CPU use bf16, auto or off")
+        raise InputError("--amp fp16 needs a CUDA device; on a CPU use bf16, auto or off")
     if mode == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if cpu_bf16_speedup() > 1.3 else None

