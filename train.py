@@ -61,8 +61,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=0.1, help="before the linear head")
     g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"],
                    help="attention kernels; auto: eager on a CPU for short texts, else sdpa")
-    g.add_argument("--freeze-word-embeddings", action="store_true",
-                   help="leave the word-embedding matrix as pretrained (faster: it is most of a small model)")
+    g.add_argument("--freeze-word-embeddings", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the word-embedding matrix as pretrained: half of MiniLM's weights, which a dense "
+                        "AdamW update would rewrite every step for the few hundred rows a batch uses; on the "
+                        "SemEval tweets it trained 1.2x faster at the same validation F1 (README)")
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=int, default=5)
     g.add_argument("--batch-size", type=int, default=16, help="per device")
@@ -70,7 +72,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (peak)")
     g.add_argument("--head-lr-mult", type=float, default=10.0, help="the new head learns this many times faster")
     g.add_argument("--weight-decay", type=float, default=0.01)
-    g.add_argument("--warmup", type=float, default=0.06, help="fraction of all steps with a linear warm-up")
+    g.add_argument("--warmup", type=float, default=0.1, help="fraction of all steps with a linear warm-up")
     g.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
     g.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: no clipping)")
     g.add_argument("--pos-weight", default="none", choices=["none", "auto"],
@@ -150,7 +152,7 @@ def resolve_args(argv) -> tuple[argparse.Namespace, dict | None]:
         args.resume = path
     args.output_dir = args.output_dir or default_output_dir(args)
     check_args(args)
-    if not args.resume:
+    if not args.resume and int(os.environ.get("RANK", "0")) == 0:
         existing = [f for f in RUN_FILES if os.path.exists(os.path.join(args.output_dir, f))]
         if existing and not args.overwrite:
             raise ConfigError(f"--output-dir {args.output_dir}: holds a run already ({', '.join(existing)}); "
@@ -294,6 +296,7 @@ def run(args, resume: dict | None) -> dict:
     logger = RunLogger(args.output_dir, enabled=main, purge_step=progress["step"] + 1 if resume else None)
     log(f"device {device} x{world_size}, amp {dtype_name(amp_dtype)}, attention {config['attention_impl']}, "
         f"{steps_per_epoch} steps per epoch; run folder {args.output_dir}")
+    record = {}
     try:
         for epoch in range(progress["epoch"], args.epochs):
             train_loader.batch_sampler.set_epoch(epoch, progress["batches_done"])
@@ -317,7 +320,8 @@ def run(args, resume: dict | None) -> dict:
                 f"val_micro_f1 {val['micro_f1']:.4f} (tuned {val['tuned_micro_f1']:.4f})  "
                 f"val_macro_f1 {val['macro_f1']:.4f}  "
                 f"({train_stats['seconds']:.1f} s, {train_stats['examples_per_s']:.1f} ex/s)" + ("  best" if improved else ""))
-        logger.hparams(config, {k[4:]: v for k, v in record.items() if k.startswith("val_") and isinstance(v, float)})
+        if record:
+            logger.hparams(config, {k[4:]: v for k, v in record.items() if k.startswith("val_") and isinstance(v, float)})
     finally:
         logger.close()
     log(f"best {args.select_metric} {progress['best_metric']:.4f} at epoch {progress['best_epoch']}: {best_path}")

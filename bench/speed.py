@@ -127,7 +127,7 @@ def run_trainer(args, variant) -> dict:
             train_sampling_strategy="group_by_length" if tuned else "random", report_to="none", save_strategy="no",
             eval_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0)
         collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
-        trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator)
+        trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator, callbacks=[Clock()])
         trainer.train()
         train_seconds = time.perf_counter() - marks["start"]
         eval_ds = val_ds.select(range(min(len(val_ds), args.eval_examples if tuned else args.notebook_eval_examples)))

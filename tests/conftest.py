@@ -62,10 +62,11 @@ def synthetic_folder(tmp_path_factory) -> str:
 
 
 def tiny_train_args(model, data, out, *extra) -> list[str]:
-    """Flags for a quick run of the tiny BERT (a random model needs a larger learning rate than a pretrained one)."""
+    """Flags for a quick run of the tiny BERT: a random model needs a larger learning rate than a pretrained one,
+    and its random word embeddings must be trained."""
     return ["--model", model, "--data", data, "--output-dir", str(out), "--epochs", "6", "--batch-size", "16",
             "--lr", "3e-3", "--head-lr-mult", "1", "--warmup", "0.1", "--max-length", "32", "--cache-dir", "",
-            "--amp", "off", "--log-every", "5", *extra]
+            "--amp", "off", "--log-every", "5", "--no-freeze-word-embeddings", *extra]
 
 
 @pytest.fixture(scope="session")

@@ -71,3 +71,17 @@ def test_evaluate_on_the_test_split_and_on_a_user_file(trained_run, synthetic_fo
     assert again["metrics"] == result["metrics"]
     report = capsys.readouterr().out
     assert "micro_f1" in report and "cherry" in report
+
+
+def test_frozen_word_embeddings_stay_as_pretrained(tiny_bert, synthetic_folder, tmp_path):
+    from transformers import BertModel
+
+    from conftest import tiny_train_args
+
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, tmp_path / "run", "--epochs", "1", "--freeze-word-embeddings"))
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    pretrained = BertModel.from_pretrained(tiny_bert).embeddings
+    key = "encoder.embeddings.word_embeddings.weight"
+    assert torch.equal(state["model"][key], pretrained.word_embeddings.weight)
+    assert not torch.equal(state["model"]["encoder.embeddings.position_embeddings.weight"],
+                           pretrained.position_embeddings.weight)
