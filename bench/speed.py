@@ -75,12 +75,6 @@ def load_data(args):
     return splits["train"], splits["validation"].select(range(min(args.eval_examples, len(splits["validation"])))), names
 
 
-def cpu_bf16_fast() -> bool:
-    from engine.amp import cpu_bf16_speedup
-
-    return cpu_bf16_speedup() > 1.3
-
-
 def run_trainer(args, variant) -> dict:
     import datasets
     import numpy as np
@@ -89,6 +83,7 @@ def run_trainer(args, variant) -> dict:
                               TrainingArguments, default_data_collator)
     from transformers.utils import logging
 
+    from engine.amp import cpu_bf16_is_fast
     from model import load_tokenizer, resolve_model
 
     logging.set_verbosity_error()
@@ -98,7 +93,7 @@ def run_trainer(args, variant) -> dict:
     tokenizer = load_tokenizer(args.model)
     tuned = variant == "b"
     cuda = torch.cuda.is_available()
-    bf16 = tuned and (torch.cuda.is_bf16_supported() if cuda else cpu_bf16_fast())
+    bf16 = tuned and (torch.cuda.is_bf16_supported() if cuda else cpu_bf16_is_fast())
 
     def as_dataset(examples):
         multi_hot = np.zeros((len(examples), len(names)), dtype=np.float32)

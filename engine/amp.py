@@ -19,7 +19,21 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
         raise InputError("--amp fp16 needs a CUDA device; on a CPU use bf16, auto or off")
     if mode == "bf16":
         return torch.bfloat16
-    return torch.bfloat16 if cpu_bf16_speedup() > 1.3 else None
+    return torch.bfloat16 if cpu_bf16_is_fast() else None
+
+
+def inference_dtype(trained: str, device: torch.device) -> torch.dtype | None:
+    """The dtype a checkpoint was validated in (so its logged metrics are reproduced), unless this device cannot
+    run it well: fp16 autocast needs a GPU, and bf16 on a CPU without fast bf16 would crawl."""
+    dtype = dtype_from_name(trained)
+    if device.type == "cpu" and (dtype == torch.float16 or (dtype == torch.bfloat16 and not cpu_bf16_is_fast())):
+        return resolve_amp("auto", device)
+    return dtype
+
+
+def cpu_bf16_is_fast() -> bool:
+    """bf16 autocast pays on a CPU whose bf16 matmul is clearly faster than fp32 (AMX: ~6x, AVX512-BF16: ~2x)."""
+    return cpu_bf16_speedup() > 1.3
 
 
 def cpu_bf16_speedup(size: int = 512, repeats: int = 10) -> float:

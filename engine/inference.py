@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from data import Examples, build_loader, tokenize
-from engine.amp import dtype_from_name, resolve_amp
+from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import load_checkpoint
 from engine.loop import predict
 from model import build_from_checkpoint
@@ -16,7 +16,7 @@ class Predictor:
         self.state = load_checkpoint(ckpt)
         self.config, self.label_names = self.state["config"], self.state["label_names"]
         self.device = torch.device(device)
-        self.amp_dtype = resolve_amp(amp, self.device) if amp else dtype_from_name(self.config["amp_dtype"])
+        self.amp_dtype = resolve_amp(amp, self.device) if amp else inference_dtype(self.config["amp_dtype"], self.device)
         self.model, self.tokenizer = build_from_checkpoint(self.state)
         self.model.to(self.device)
         self.batch_size = batch_size or self.config["eval_batch_size"]
