@@ -9,9 +9,8 @@ import json
 import os
 import sys
 
-
 from data import DataError, load_examples
-from engine.checkpoint import atomic_write
+from engine.checkpoint import atomic_write, write_json
 from engine.cli import run_cli
 from engine.inference import Predictor, prediction_records
 from engine.metrics import multilabel_metrics, per_label_report
@@ -86,7 +85,7 @@ def run(args) -> dict:
                                          f"{'data' if args.data else args.split}.json")
     result = {"checkpoint": args.ckpt, "data": source, "examples": len(examples), "thresholds": threshold,
               "metrics": metrics, "per_label": per_label}
-    atomic_write(output, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
+    write_json(output, result)
     print(f"metrics written to {output}")
     if args.save_predictions:
         records = prediction_records(examples.ids, probs, threshold, label_names, gold=examples.labels)

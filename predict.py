@@ -39,7 +39,7 @@ def input_examples(args) -> Examples:
     for i, text in enumerate(texts):
         if not text.strip():
             raise DataError(f"text {i + 1} is empty")
-    return Examples([str(i) for i in range(len(texts))], texts, [[] for _ in texts])
+    return Examples.unlabelled(texts)
 
 
 def format_prediction(record: dict, limit: int = 100) -> str:

@@ -16,12 +16,12 @@ import torch
 from data import DataError, build_loader, load_examples, tokenize
 from data.errors import InputError
 from engine.amp import dtype_name, resolve_amp
-from engine.checkpoint import atomic_write, link_checkpoint, load_checkpoint, save_checkpoint
+from engine.checkpoint import atomic_write, link_checkpoint, load_checkpoint, save_checkpoint, write_json
 from engine.cli import run_cli
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
 from engine.logger import RunLogger
 from engine.loop import evaluate, train_one_epoch
-from engine.metrics import f1_scores
+from engine.metrics import binarize, f1_scores
 from engine.optim import build_optimizer, build_scheduler
 from engine.thresholds import tune_thresholds
 from model import build_model, load_tokenizer, resolve_attention, tokenizer_files
@@ -174,7 +174,7 @@ def start_run_folder(args, config: dict, progress: dict) -> None:
         with open(metrics_path, encoding="utf-8") as f:
             kept = [line for line in f if line.strip() and json.loads(line)["epoch"] <= progress["epoch"]]
         atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
-    atomic_write(os.path.join(out, "config.json"), lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
+    write_json(os.path.join(out, "config.json"), config)
 
 
 def seed_everything(seed: int) -> None:
@@ -233,7 +233,7 @@ def validate(model, loader, device, amp_dtype, loss_fn, args, label_names, examp
     metrics.update({f"tuned_{k}": v for k, v in f1_scores(probs, targets, thresholds["per_label"]).items()})
     metrics.update({f"global_{k}": v for k, v in f1_scores(probs, targets, thresholds["global"]).items()})
     metrics["global_threshold"] = thresholds["global"]
-    logger.validation_details(probs, targets, label_names, examples, probs >= args.threshold, step)
+    logger.validation_details(probs, targets, label_names, examples, binarize(probs, args.threshold), step)
     return metrics, thresholds
 
 

@@ -35,6 +35,10 @@ class Examples:
     def __len__(self):
         return len(self.texts)
 
+    @classmethod
+    def unlabelled(cls, texts: list[str], ids: list[str] | None = None) -> "Examples":
+        return cls(ids or [str(i) for i in range(len(texts))], texts, [[] for _ in texts])
+
     def select(self, indices) -> "Examples":
         return Examples([self.ids[i] for i in indices], [self.texts[i] for i in indices],
                         [self.labels[i] for i in indices])
@@ -217,19 +221,7 @@ def read_texts(path: str, text_column: str | None = None) -> Examples:
     """Unlabelled examples to predict: a .txt file (one text per line) or a csv, tsv, jsonl or parquet file."""
     from data.reading import read_file
 
-    if path.lower().endswith(".txt"):
-        try:
-            with open(path, encoding="utf-8-sig") as f:
-                texts = [line.rstrip("\r\n") for line in f if line.strip()]
-        except OSError as e:
-            raise DataError(f"{path}: cannot read ({e.strerror})") from None
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        if not texts:
-            raise DataError(f"{path}: no rows")
-        return Examples([str(i) for i in range(len(texts))], texts, [[] for _ in texts])
-    table = read_file(path)
+    table = read_file(path, allow_txt=True)
     texts = _texts(table, _text_column(table, text_column))
     id_column = _find_column(table, ID_COLUMNS)
-    ids = [str(v) for v in table.columns[id_column]] if id_column else [str(i) for i in range(len(texts))]
-    return Examples(ids, texts, [[] for _ in texts])
+    return Examples.unlabelled(texts, [str(v) for v in table.columns[id_column]] if id_column else None)

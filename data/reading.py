@@ -43,19 +43,27 @@ def read_splits(data: str, config: str | None = None) -> dict[str, Table]:
     return _read_hub(data, config)
 
 
-def read_file(path: str) -> Table:
+def read_file(path: str, allow_txt: bool = False) -> Table:
+    """`allow_txt`: a .txt file is a `text` column, one text per non-blank line (for unlabelled text)."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
-    fmt = FILE_FORMATS.get(os.path.splitext(path)[1].lower())
+    fmt = {**FILE_FORMATS, **({".txt": "txt"} if allow_txt else {})}.get(os.path.splitext(path)[1].lower())
     if fmt is None:
         raise DataError(f"{path}: unknown file type (use .csv, .tsv, .jsonl or .parquet)")
     try:
         if fmt == "parquet":
             return _read_parquet(path)
         with open(path, encoding="utf-8-sig", newline="") as f:
+            if fmt == "txt":
+                return _read_lines(path, f)
             return _read_jsonl(path, f) if fmt == "jsonl" else _read_delimited(path, f, fmt)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _read_lines(path, f) -> Table:
+    numbered = [(number, line.rstrip("\r\n")) for number, line in enumerate(f, start=1) if line.strip()]
+    return Table(path, {"text": [line for _, line in numbered]}, [number for number, _ in numbered])
 
 
 def _read_delimited(path, f, fmt) -> Table:

@@ -1,4 +1,5 @@
 """Checkpoints: plain Python values and tensors only, written atomically, read without running code."""
+import json
 import os
 import pickle
 import shutil
@@ -30,6 +31,10 @@ def atomic_write(path: str, write) -> None:
             os.remove(tmp)
         raise
     _fsync_folder(folder)
+
+
+def write_json(path: str, value) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
 def _fsync_folder(folder):

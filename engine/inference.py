@@ -6,6 +6,7 @@ from data import Examples, build_loader, tokenize
 from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import load_checkpoint
 from engine.loop import predict
+from engine.metrics import binarize
 from model import build_from_checkpoint
 
 
@@ -33,7 +34,7 @@ class Predictor:
 
 def prediction_records(ids, probs, thresholds, label_names, gold=None, texts=None):
     """One JSON-ready dict per example: id, (text), (gold labels), predicted labels, probabilities."""
-    predicted = probs >= np.asarray(thresholds)
+    predicted = binarize(probs, thresholds)
     for i, example_id in enumerate(ids):
         record = {"id": example_id}
         if texts is not None:

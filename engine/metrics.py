@@ -10,10 +10,15 @@ from sklearn import metrics as skm
 TOP_K = (1, 3, 5)
 
 
+def binarize(probs: np.ndarray, thresholds) -> np.ndarray:
+    """0/1 predictions: a probability at or above its label's threshold (a number, or one per label)."""
+    return (probs >= np.asarray(thresholds, dtype=np.float64)).astype(np.int64)
+
+
 def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5, label_names=None) -> dict:
     """`probs` and `targets` are (documents, labels); `thresholds` a number or one per label."""
     targets = targets.astype(np.int64)
-    preds = (probs >= np.asarray(thresholds)).astype(np.int64)
+    preds = binarize(probs, thresholds)
     out = {}
     for average in ("micro", "macro", "weighted", "samples"):
         kwargs = {"average": average, "zero_division": 0}
@@ -32,7 +37,7 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5, l
 
 
 def f1_scores(probs: np.ndarray, targets: np.ndarray, thresholds) -> dict:
-    preds = (probs >= np.asarray(thresholds)).astype(np.int64)
+    preds = binarize(probs, thresholds)
     return {f"{average}_f1": float(skm.f1_score(targets.astype(np.int64), preds, average=average, zero_division=0))
             for average in ("micro", "macro")}
 
@@ -68,7 +73,7 @@ def ranking_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:
 def per_label_report(probs, targets, thresholds, label_names) -> list[dict]:
     """One row per label (support, precision, recall, F1, threshold), most frequent first."""
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (targets.shape[1],))
-    preds = (probs >= thresholds).astype(np.int64)
+    preds = binarize(probs, thresholds)
     precision, recall, f1, support = skm.precision_recall_fscore_support(targets.astype(np.int64), preds,
                                                                          average=None, zero_division=0)
     rows = [{"label": name, "support": int(s), "precision": float(p), "recall": float(r), "f1": float(f),

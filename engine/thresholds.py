@@ -20,8 +20,10 @@ def _f1(tp, fp, fn):
 def _counts(probs, targets):
     """True positives, false positives and false negatives per (grid value, label)."""
     positive = targets.astype(bool)
-    tp = np.stack([((probs >= t) & positive).sum(0) for t in GRID]).astype(np.float64)
-    predicted = np.stack([(probs >= t).sum(0) for t in GRID]).astype(np.float64)
+    tp, predicted = np.empty((2, len(GRID), targets.shape[1]))
+    for g, t in enumerate(GRID):
+        above = probs >= t
+        tp[g], predicted[g] = (above & positive).sum(0), above.sum(0)
     return tp, predicted - tp, positive.sum(0)[None, :] - tp
 
 
