@@ -20,6 +20,7 @@ from engine.checkpoint import atomic_write, link_checkpoint, load_checkpoint, sa
 from engine.cli import run_cli
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
 from engine.logger import RunLogger
+from engine.memory import keep_freed_memory
 from engine.loop import evaluate, train_one_epoch
 from engine.metrics import binarize, f1_scores
 from engine.optim import build_optimizer, build_scheduler
@@ -60,7 +61,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--pooling", default="mean", choices=["mean", "cls"])
     g.add_argument("--dropout", type=float, default=0.1, help="before the linear head")
     g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"],
-                   help="attention kernels; auto: eager on a CPU for short texts, else sdpa")
+                   help="attention kernels; auto: on a CPU, plain attention with a cheap dropout mask while "
+                        "training and for short texts, SDPA for long texts in evaluation; on a GPU, sdpa")
     g.add_argument("--freeze-word-embeddings", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the word-embedding matrix as pretrained: half of MiniLM's weights, which a dense "
                         "AdamW update would rewrite every step for the few hundred rows a batch uses; on the "
@@ -239,6 +241,8 @@ def validate(model, loader, device, amp_dtype, loss_fn, args, label_names, examp
 
 def run(args, resume: dict | None) -> dict:
     device, rank, world_size = init_distributed(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     main = is_main_process()
     log = print if main else (lambda *a, **k: None)
     seed_everything(args.seed)
@@ -250,7 +254,7 @@ def run(args, resume: dict | None) -> dict:
     amp_dtype = resolve_amp(args.amp, device)
     config = {**vars(args), "amp_dtype": dtype_name(amp_dtype), "world_size": world_size, "device": str(device),
               "num_labels": len(label_names),
-              "attention_impl": resolve_attention(args.attention, device.type, train_loader.dataset.lengths)}
+              "attention_impl": resolve_attention(args.attention, device.type)}
     model = build_model(config, len(label_names)).to(device)
     steps_per_epoch = -(-len(train_loader) // args.grad_accum)
     optimizer = build_optimizer(model, args.lr, args.head_lr_mult, args.weight_decay)

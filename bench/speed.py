@@ -3,6 +3,7 @@ Trainer tuned (b), and this codebase with its defaults (c), on the same data, mo
 
     python bench/speed.py                           # SemEval tweets, MiniLM, batch 16, max length 300
     python bench/speed.py --rounds 1 --steps 60     # quicker
+    python bench/speed.py --isa avx2                # as on a CPU without AVX-512 (and without fast bf16)
 
 Each measurement runs in a fresh process (so peak memory is its own), in alternation a, b, c, a, b, c, ...;
 the best round of each counts. Prints samples/s, real (non-pad) tokens/s, peak memory, the ratios c/a and
@@ -162,6 +163,7 @@ def run_ours(args) -> dict:
     from data import build_loader, tokenize
     from engine.amp import dtype_name, resolve_amp
     from engine.loop import predict, train_one_epoch
+    from engine.memory import keep_freed_memory
     from engine.optim import build_optimizer, build_scheduler
     from model import build_model, load_tokenizer, resolve_attention
 
@@ -170,11 +172,13 @@ def run_ours(args) -> dict:
          "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.eval_batch_size), *args.ours_flags]))
     train, val, names = load_data(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        keep_freed_memory()  # as train.py does
     tokenizer = load_tokenizer(args.model)
     train_set = tokenize(train, tokenizer, args.max_length, len(names), None)
     val_set = tokenize(val, tokenizer, args.max_length, len(names), None)
     amp_dtype = resolve_amp(cfg["amp"], device)
-    cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type, train_set.lengths)
+    cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type)
     torch.manual_seed(0)
     model = build_model(cfg, len(names)).to(device)
     optimizer = build_optimizer(model, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])
@@ -243,9 +247,14 @@ def main():
     p.add_argument("--notebook-eval-examples", type=int, default=128)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--variants", default="abc")
+    p.add_argument("--isa", default="native", choices=["native", "avx2"],
+                   help="avx2: limit PyTorch's, MKL's and oneDNN's kernels to AVX2, as on an AVX2-only CPU "
+                        "(bf16 then counts as unsupported, so (b) and (c) train in fp32)")
     p.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="extra train.py flags for (c); last")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.isa == "avx2":  # read when torch loads: set here, before the import, and inherited by the workers
+        os.environ.update(ATEN_CPU_CAPABILITY="avx2", MKL_ENABLE_INSTRUCTIONS="AVX2", ONEDNN_MAX_CPU_ISA="AVX2")
     if args.worker:
         return worker(args)
 
@@ -253,7 +262,7 @@ def main():
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else cpu_name()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}")
+          f"{os.cpu_count()} cores, torch {torch.__version__}, kernels {torch.backends.cpu.get_cpu_capability()}")
     results = {variant: [] for variant in args.variants}
     for round_ in range(args.rounds):
         for variant in args.variants:

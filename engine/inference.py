@@ -5,6 +5,7 @@ import torch
 from data import Examples, build_loader, tokenize
 from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import load_checkpoint
+from engine.memory import keep_freed_memory
 from engine.loop import predict
 from engine.metrics import binarize
 from model import build_from_checkpoint
@@ -17,6 +18,8 @@ class Predictor:
         self.state = load_checkpoint(ckpt)
         self.config, self.label_names = self.state["config"], self.state["label_names"]
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.amp_dtype = resolve_amp(amp, self.device) if amp else inference_dtype(self.config["amp_dtype"], self.device)
         self.model, self.tokenizer = build_from_checkpoint(self.state)
         self.model.to(self.device)
