@@ -62,7 +62,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=0.1, help="before the linear head")
     g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"],
                    help="attention kernels; auto: on a CPU, plain attention with a cheap dropout mask while "
-                        "training and for short texts, SDPA for long texts in evaluation; on a GPU, sdpa")
+                        "training and for short texts in bf16, else SDPA; on a GPU, sdpa")
     g.add_argument("--freeze-word-embeddings", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the word-embedding matrix as pretrained: half of MiniLM's weights, which a dense "
                         "AdamW update would rewrite every step for the few hundred rows a batch uses; on the "

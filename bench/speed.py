@@ -2,13 +2,14 @@
 Trainer tuned (b), and this codebase with its defaults (c), on the same data, model, batch size and max length.
 
     python bench/speed.py                           # SemEval tweets, MiniLM, batch 16, max length 300
-    python bench/speed.py --rounds 1 --steps 60     # quicker
+    python bench/speed.py --rounds 1 --steps 60     # quicker (and noisier)
     python bench/speed.py --isa avx2                # as on a CPU without AVX-512 (and without fast bf16)
 
-Each measurement runs in a fresh process (so peak memory is its own), in alternation a, b, c, a, b, c, ...;
-the best round of each counts. Prints samples/s, real (non-pad) tokens/s, peak memory, the ratios c/a and
-c/b, and MFU: model FLOP/s on real tokens over this machine's dense matmul peak for the dtype in use,
-measured in the same run.
+Each measurement runs in a fresh process (so peak memory is its own), in alternation a, b, c, b, c, b, c
+((a) is 20x slower and one round of it is enough); the best round of each counts, as noise only slows a run
+(on a shared 2-core machine one variant's rounds spread by 10%). Prints samples/s, real (non-pad) tokens/s,
+peak memory, the ratios c/a and c/b, and MFU: model FLOP/s on the real tokens of the examples timed over this
+machine's dense matmul peak for the dtype in use, measured in the same run.
 """
 import argparse
 import itertools
@@ -36,7 +37,7 @@ def cpu_name() -> str:
         return platform.processor() or "unknown"
 
 
-def matmul_peak(dtype_name: str, device: str, size: int = 4096, repeats: int = 3) -> float:
+def matmul_peak(dtype_name: str, device: str, size: int = 4096, repeats: int = 5) -> float:
     """FLOP/s of a dense size^3 matmul in the dtype, best of `repeats`."""
     import torch
 
@@ -56,9 +57,9 @@ def matmul_peak(dtype_name: str, device: str, size: int = 4096, repeats: int = 3
     return 2 * size ** 3 / best
 
 
-def model_flops_per_example(encoder, lengths) -> float:
-    """Forward FLOPs per example on its real tokens: 2 per weight per token (embeddings excluded) plus the
-    attention products (4 * length^2 * hidden per layer)."""
+def model_flops(encoder, lengths) -> float:
+    """Forward FLOPs over examples of these real (unpadded) lengths: 2 per weight per token (embeddings
+    excluded) plus the attention products (4 * length^2 * hidden per layer)."""
     import numpy as np
 
     embedding_params = sum(p.numel() for p in encoder.get_input_embeddings().parameters())
@@ -66,7 +67,13 @@ def model_flops_per_example(encoder, lengths) -> float:
     weights = sum(p.numel() for p in encoder.parameters()) - embedding_params
     cfg = encoder.config
     lengths = np.asarray(lengths, dtype=np.float64)
-    return float(np.mean(2 * weights * lengths + 4 * lengths ** 2 * cfg.hidden_size * cfg.num_hidden_layers))
+    return float(np.sum(2 * weights * lengths + 4 * lengths ** 2 * cfg.hidden_size * cfg.num_hidden_layers))
+
+
+def work(encoder, lengths, prefix) -> dict:
+    """What a timed phase computed: its examples, their real tokens and forward FLOPs."""
+    return {f"{prefix}_samples": len(lengths), f"{prefix}_tokens": int(sum(lengths)),
+            f"{prefix}_flops": model_flops(encoder, lengths)}
 
 
 def load_data(args):
@@ -111,6 +118,15 @@ def run_trainer(args, variant) -> dict:
     steps = args.steps if tuned else args.notebook_steps
     marks = {}
 
+    collated = []  # real lengths of every batch the Trainer collates, in order
+
+    def counting(collate):
+        def collate_and_count(features):
+            batch = collate(features)
+            collated.append(batch["attention_mask"].sum(1).tolist())
+            return batch
+        return collate_and_count
+
     class Clock(TrainerCallback):
         def on_step_end(self, targs, state, control, **kw):
             if state.global_step == args.warmup_steps:
@@ -122,25 +138,20 @@ def run_trainer(args, variant) -> dict:
             max_steps=args.warmup_steps + steps, learning_rate=5e-5, weight_decay=0.01, bf16=bf16, use_cpu=not cuda,
             train_sampling_strategy="group_by_length" if tuned else "random", report_to="none", save_strategy="no",
             eval_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0)
-        collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
+        collator = counting(DataCollatorWithPadding(tokenizer) if tuned else default_data_collator)
         trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator, callbacks=[Clock()])
         trainer.train()
         train_seconds = time.perf_counter() - marks["start"]
-        eval_ds = val_ds.select(range(min(len(val_ds), args.eval_examples if tuned else args.notebook_eval_examples)))
+        eval_ds = val_ds.select(range(min(len(val_ds), args.eval_examples)))
         trainer.predict(eval_ds.select(range(min(len(eval_ds), args.eval_batch_size))))
         start = time.perf_counter()
         trainer.predict(eval_ds)
         eval_seconds = time.perf_counter() - start
-    return {"train_samples": steps * args.batch_size, "train_seconds": train_seconds, "eval_samples": len(eval_ds),
-            "eval_seconds": eval_seconds, "dtype": "bf16" if bf16 else "fp32",
-            "flops_per_example": model_flops_per_example(model.base_model, real_lengths(train, tokenizer, args)),
-            "eval_flops_per_example": model_flops_per_example(model.base_model, real_lengths(val, tokenizer, args))}
-
-
-def real_lengths(examples, tokenizer, args):
-    from data import tokenize
-
-    return tokenize(examples, tokenizer, args.max_length, 1, None).lengths
+    # batch i of the collation order is trained at step i + 1; the clock ran over steps warmup + 1 ... warmup + steps
+    timed = [n for batch in collated[args.warmup_steps:args.warmup_steps + steps] for n in batch]
+    evaluated = [sum(mask) for mask in eval_ds["attention_mask"]]
+    return {"train_seconds": train_seconds, "eval_seconds": eval_seconds, "dtype": "bf16" if bf16 else "fp32",
+            **work(model.base_model, timed, "train"), **work(model.base_model, evaluated, "eval")}
 
 
 class FirstBatches:
@@ -188,23 +199,30 @@ def run_ours(args) -> dict:
     loader = build_loader(train_set, args.batch_size, tokenizer.pad_token_id, True, 0, device)
     batches = iter(loader)
 
+    timed = []  # real lengths of the timed batches
+
+    def counted(iterator):
+        for batch in iterator:
+            timed.extend(batch["attention_mask"].sum(1).tolist())
+            yield batch
+
     def run_steps(n):
-        chunk = FirstBatches(_Remaining(batches), n)
+        chunk = FirstBatches(_Remaining(counted(batches)), n)
         return train_one_epoch(model, chunk, optimizer, scheduler, scaler, loss_fn, device, amp_dtype, 0,
                                clip_grad=cfg["clip_grad"], log_every=10 ** 9)
 
     run_steps(args.warmup_steps)
+    timed.clear()
     stats = run_steps(args.steps)
     val_loader = build_loader(val_set, args.eval_batch_size, tokenizer.pad_token_id, False, device=device)
     predict(model, FirstBatches(val_loader, 1), device, amp_dtype)
     start = time.perf_counter()
     predict(model, val_loader, device, amp_dtype)
     eval_seconds = time.perf_counter() - start
-    return {"train_samples": stats["examples"], "train_seconds": stats["seconds"], "eval_samples": len(val_set),
-            "eval_seconds": eval_seconds, "dtype": "fp32" if amp_dtype is None else dtype_name(amp_dtype),
-            "attention": cfg["attention_impl"], "train_tokens_measured": stats["tokens"],
-            "flops_per_example": model_flops_per_example(model.encoder, train_set.lengths),
-            "eval_flops_per_example": model_flops_per_example(model.encoder, val_set.lengths)}
+    assert len(timed) == stats["examples"]
+    return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds,
+            "dtype": "fp32" if amp_dtype is None else dtype_name(amp_dtype), "attention": cfg["attention_impl"],
+            **work(model.encoder, timed, "train"), **work(model.encoder, val_set.lengths.tolist(), "eval")}
 
 
 class _Remaining:
@@ -243,9 +261,9 @@ def main():
     p.add_argument("--steps", type=int, default=150, help="timed training steps for (b) and (c)")
     p.add_argument("--notebook-steps", type=int, default=12, help="timed training steps for (a), which is slow")
     p.add_argument("--warmup-steps", type=int, default=5)
-    p.add_argument("--eval-examples", type=int, default=684)
-    p.add_argument("--notebook-eval-examples", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--eval-examples", type=int, default=684, help="the same validation examples for every variant")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of (b) and (c); the best counts (noise only slows)")
+    p.add_argument("--notebook-rounds", type=int, default=1, help="rounds of (a), which is 20x slower")
     p.add_argument("--variants", default="abc")
     p.add_argument("--isa", default="native", choices=["native", "avx2"],
                    help="avx2: limit PyTorch's, MKL's and oneDNN's kernels to AVX2, as on an AVX2-only CPU "
@@ -263,46 +281,57 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else cpu_name()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, kernels {torch.backends.cpu.get_cpu_capability()}")
+    # the peak before and after the rounds, the higher counts: a single measurement on a busy host ran 20% low
+    likely = ["fp32", "bf16", "fp16"] if device == "cuda" else ["fp32"] + (
+        ["bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else [])
+    before = {dtype: matmul_peak(dtype, device) for dtype in likely}
     results = {variant: [] for variant in args.variants}
     for round_ in range(args.rounds):
         for variant in args.variants:
+            if variant == "a" and round_ >= args.notebook_rounds:
+                continue
             r = measure(args, variant)
-            r["train_sps"] = r["train_samples"] / r["train_seconds"]
-            r["eval_sps"] = r["eval_samples"] / r["eval_seconds"]
             results[variant].append(r)
-            print(f"round {round_ + 1} ({variant}): train {r['train_sps']:.1f} samples/s, "
-                  f"eval {r['eval_sps']:.1f} samples/s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
-    best = {variant: {**runs[0], "train_sps": max(r["train_sps"] for r in runs),
-                      "eval_sps": max(r["eval_sps"] for r in runs), "peak_rss_mb": min(r["peak_rss_mb"] for r in runs)}
-            for variant, runs in results.items()}
-    peaks = {dtype: matmul_peak(dtype, device) for dtype in sorted({r["dtype"] for r in best.values()})}
-    print("\nmatmul peak (4096^3): " + ", ".join(f"{d} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
-    report(best, peaks, args)
+            print(f"round {round_ + 1} ({variant}): train {r['train_samples'] / r['train_seconds']:.1f} samples/s, "
+                  f"eval {r['eval_samples'] / r['eval_seconds']:.1f} samples/s, peak {r['peak_rss_mb']:.0f} MB",
+                  flush=True)
+    best = {variant: best_rounds(runs) for variant, runs in results.items()}
+    peaks = {dtype: max(before.get(dtype, 0.0), matmul_peak(dtype, device))
+             for dtype in sorted({r["dtype"] for r in best.values()})}
+    print("\nmatmul peak (4096^3, best before and after): " + ", ".join(f"{d} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
+    report(best, peaks)
 
 
-def report(best, peaks, args):
-    from model import load_tokenizer
+def best_rounds(runs) -> dict:
+    """Per phase, the round with the most samples/s, with its real tokens/s and model FLOP/s (training counts
+    forward + backward as 3x the forward FLOPs)."""
+    best = {"dtype": runs[0]["dtype"], "peak_rss_mb": min(r["peak_rss_mb"] for r in runs)}
+    for phase, passes in (("train", 3), ("eval", 1)):
+        r = max(runs, key=lambda r: r[f"{phase}_samples"] / r[f"{phase}_seconds"])
+        seconds = r[f"{phase}_seconds"]
+        best.update({f"{phase}_sps": r[f"{phase}_samples"] / seconds, f"{phase}_tps": r[f"{phase}_tokens"] / seconds,
+                     f"{phase}_fps": passes * r[f"{phase}_flops"] / seconds,
+                     f"{phase}_mean_tokens": r[f"{phase}_tokens"] / r[f"{phase}_samples"]})
+    return best
 
-    train, val, _ = load_data(args)
-    tokenizer = load_tokenizer(args.model)
-    mean_train_tokens = float(real_lengths(train, tokenizer, args).mean())
-    mean_eval_tokens = float(real_lengths(val, tokenizer, args).mean())
+
+def report(best, peaks):
     print(f"{'':60s} {'train/s':>8s} {'tok/s':>7s} {'MFU':>5s} {'eval/s':>8s} {'tok/s':>7s} {'MFU':>5s} {'peak MB':>8s}")
     for variant, r in best.items():
         peak = peaks[r["dtype"]]
-        train_mfu = 3 * r["flops_per_example"] * r["train_sps"] / peak
-        eval_mfu = r["eval_flops_per_example"] * r["eval_sps"] / peak
         label = f"({variant}) {VARIANTS[variant]} [{r['dtype']}]"
-        print(f"{label:60s} {r['train_sps']:8.1f} {r['train_sps'] * mean_train_tokens:7.0f} {train_mfu:5.0%} "
-              f"{r['eval_sps']:8.1f} {r['eval_sps'] * mean_eval_tokens:7.0f} {eval_mfu:5.0%} {r['peak_rss_mb']:8.0f}")
+        print(f"{label:60s} {r['train_sps']:8.1f} {r['train_tps']:7.0f} {r['train_fps'] / peak:5.0%} "
+              f"{r['eval_sps']:8.1f} {r['eval_tps']:7.0f} {r['eval_fps'] / peak:5.0%} {r['peak_rss_mb']:8.0f}")
     if "c" in best:
         for other in "ab":
             if other in best:
-                print(f"ours/({other}): training {best['c']['train_sps'] / best[other]['train_sps']:.2f}x, "
-                      f"evaluation {best['c']['eval_sps'] / best[other]['eval_sps']:.2f}x")
-    print(f"real tokens per example: train {mean_train_tokens:.1f}, eval {mean_eval_tokens:.1f}; MFU counts "
-          "forward+backward as 3x forward FLOPs on real tokens")
-
+                ratios = {key: best["c"][key] / best[other][key] for key in ("train_sps", "train_tps", "eval_sps", "eval_tps")}
+                print(f"ours/({other}): training {ratios['train_sps']:.2f}x (real tokens/s {ratios['train_tps']:.2f}x), "
+                      f"evaluation {ratios['eval_sps']:.2f}x (real tokens/s {ratios['eval_tps']:.2f}x)")
+    print("real tokens per timed example: " + ", ".join(
+        f"({v}) train {r['train_mean_tokens']:.1f} eval {r['eval_mean_tokens']:.1f}" for v, r in best.items()))
+    print("MFU: model FLOP/s on the real tokens of the examples each variant timed (training: forward + backward "
+          "= 3x forward) over the matmul peak of its dtype")
 
 if __name__ == "__main__":
     main()

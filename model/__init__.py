@@ -46,8 +46,8 @@ class MultiLabelClassifier(nn.Module):
 def _cpu_autocast_stream(module, inputs, output):
     """Under CPU autocast, the embeddings' output in the autocast dtype (bf16). Left in fp32, it makes every
     residual add of every layer fp32 again, and autocast then casts each sublayer's input down and its
-    gradient back: 60 casts a step, 18% of a bf16 training step of MiniLM. (On a GPU LayerNorm autocasts to
-    fp32 anyway, so this would only add casts there.)"""
+    gradient back: 60 casts a step; without them a bf16 training step of MiniLM spent 15 ms instead of 33 ms
+    in casts and copies. (On a GPU LayerNorm autocasts to fp32 anyway, so this would only add casts there.)"""
     if output.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         return output.to(torch.get_autocast_dtype("cpu"))
     return None
@@ -99,8 +99,8 @@ def load_tokenizer(name: str):
 
 
 def resolve_attention(mode: str, device_type: str) -> str:
-    """`auto`: on a CPU, `model.attention.plain_or_sdpa` (plain attention with a cheap dropout mask, or SDPA
-    for long texts without dropout); on a GPU, PyTorch's SDPA kernels."""
+    """`auto`: on a CPU, `model.attention.plain_or_sdpa` (plain attention with a cheap dropout mask while
+    training, or for short texts in bf16; else SDPA); on a GPU, PyTorch's SDPA kernels."""
     if mode != "auto":
         return mode
     return PLAIN_OR_SDPA if device_type == "cpu" else "sdpa"

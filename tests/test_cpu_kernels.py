@@ -59,17 +59,19 @@ def padded_batch(length: int):
     return ids, mask
 
 
-@pytest.mark.parametrize("length", [20, SHORT + 72])  # plain attention, and SDPA for long evaluation
-def test_plain_or_sdpa_matches_the_stock_kernels_in_evaluation(length):
+@pytest.mark.parametrize("length", [20, SHORT + 72])
+@pytest.mark.parametrize("amp", [None, torch.bfloat16])  # plain attention serves short bf16, SDPA the rest
+def test_plain_or_sdpa_matches_the_stock_kernels_in_evaluation(length, amp):
     register_plain_or_sdpa()
     ids, mask = padded_batch(length)
-    states = {}
+    logits = {}
     for attention in ("eager", "sdpa", PLAIN_OR_SDPA):
         model = MultiLabelClassifier(small_bert(attention, max_positions=256), 4).eval()
-        with torch.no_grad():
-            states[attention] = model(ids, mask)
-    assert torch.allclose(states[PLAIN_OR_SDPA], states["eager"], atol=1e-5)
-    assert torch.allclose(states[PLAIN_OR_SDPA], states["sdpa"], atol=1e-5)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp is not None):
+            logits[attention] = model(ids, mask).float()
+    tolerance = 1e-5 if amp is None else 5e-3
+    assert torch.allclose(logits[PLAIN_OR_SDPA], logits["eager"], atol=tolerance)
+    assert torch.allclose(logits[PLAIN_OR_SDPA], logits["sdpa"], atol=tolerance)
 
 
 def test_attention_dropout_applies_to_the_probabilities_at_any_length():
