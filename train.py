@@ -20,8 +20,8 @@ from engine.checkpoint import atomic_write, link_checkpoint, load_checkpoint, sa
 from engine.cli import run_cli
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
 from engine.logger import RunLogger
-from engine.memory import keep_freed_memory
 from engine.loop import evaluate, train_one_epoch
+from engine.memory import keep_freed_memory
 from engine.metrics import binarize, f1_scores
 from engine.optim import build_optimizer, build_scheduler
 from engine.thresholds import tune_thresholds

@@ -5,8 +5,8 @@ import torch
 from data import Examples, build_loader, tokenize
 from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import load_checkpoint
-from engine.memory import keep_freed_memory
 from engine.loop import predict
+from engine.memory import keep_freed_memory
 from engine.metrics import binarize
 from model import build_from_checkpoint
 
