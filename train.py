@@ -241,8 +241,7 @@ def validate(model, loader, device, amp_dtype, loss_fn, args, label_names, examp
 
 def run(args, resume: dict | None) -> dict:
     device, rank, world_size = init_distributed(args.device)
-    if device.type == "cpu":
-        keep_freed_memory()
+    keep_freed_memory(device)
     main = is_main_process()
     log = print if main else (lambda *a, **k: None)
     seed_everything(args.seed)

@@ -183,8 +183,7 @@ def run_ours(args) -> dict:
          "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.eval_batch_size), *args.ours_flags]))
     train, val, names = load_data(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        keep_freed_memory()  # as train.py does
+    keep_freed_memory(device)  # as train.py does
     tokenizer = load_tokenizer(args.model)
     train_set = tokenize(train, tokenizer, args.max_length, len(names), None)
     val_set = tokenize(val, tokenizer, args.max_length, len(names), None)
@@ -197,8 +196,6 @@ def run_ours(args) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     loader = build_loader(train_set, args.batch_size, tokenizer.pad_token_id, True, 0, device)
-    batches = iter(loader)
-
     timed = []  # real lengths of the timed batches
 
     def counted(iterator):
@@ -206,8 +203,10 @@ def run_ours(args) -> dict:
             timed.extend(batch["attention_mask"].sum(1).tolist())
             yield batch
 
+    batches = counted(iter(loader))  # consecutive FirstBatches continue where the last one stopped
+
     def run_steps(n):
-        chunk = FirstBatches(_Remaining(counted(batches)), n)
+        chunk = FirstBatches(batches, n)
         return train_one_epoch(model, chunk, optimizer, scheduler, scaler, loss_fn, device, amp_dtype, 0,
                                clip_grad=cfg["clip_grad"], log_every=10 ** 9)
 
@@ -223,16 +222,6 @@ def run_ours(args) -> dict:
     return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds,
             "dtype": "fp32" if amp_dtype is None else dtype_name(amp_dtype), "attention": cfg["attention_impl"],
             **work(model.encoder, timed, "train"), **work(model.encoder, val_set.lengths.tolist(), "eval")}
-
-
-class _Remaining:
-    """Wraps a running iterator so that consecutive FirstBatches continue where the last one stopped."""
-
-    def __init__(self, iterator):
-        self.iterator = iterator
-
-    def __iter__(self):
-        return self.iterator
 
 
 def worker(args):

@@ -18,8 +18,7 @@ class Predictor:
         self.state = load_checkpoint(ckpt)
         self.config, self.label_names = self.state["config"], self.state["label_names"]
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()
+        keep_freed_memory(self.device)
         self.amp_dtype = resolve_amp(amp, self.device) if amp else inference_dtype(self.config["amp_dtype"], self.device)
         self.model, self.tokenizer = build_from_checkpoint(self.state)
         self.model.to(self.device)
