@@ -106,14 +106,25 @@ def resolve_attention(mode: str, device_type: str) -> str:
     return PLAIN_OR_SDPA if device_type == "cpu" else "sdpa"
 
 
-def load_encoder(name: str, attention: str = "sdpa") -> nn.Module:
-    from transformers import AutoModel
+def load_encoder(name: str, attention: str = "sdpa", attention_dropout: float | None = None) -> nn.Module:
+    """The pretrained encoder; `attention_dropout` (if given) replaces its config's dropout on the attention
+    probabilities."""
+    from transformers import AutoConfig, AutoModel
     from transformers.utils import logging
 
     path = resolve_model(name)
     logging.disable_progress_bar()
     try:
-        return AutoModel.from_pretrained(path, attn_implementation=attention, **_hub_kwargs(path))
+        config = AutoConfig.from_pretrained(path, **_hub_kwargs(path))
+    except (OSError, ValueError) as e:
+        raise _load_error(name, "encoder", e) from None
+    if attention_dropout is not None:
+        if not hasattr(config, "attention_probs_dropout_prob"):
+            raise ModelError(f"--attention-dropout {attention_dropout}: the {config.model_type} config of --model "
+                             f"{name} has no attention_probs_dropout_prob to set")
+        config.attention_probs_dropout_prob = attention_dropout
+    try:
+        return AutoModel.from_pretrained(path, config=config, attn_implementation=attention, **_hub_kwargs(path))
     except (OSError, ValueError) as e:
         raise _load_error(name, "encoder", e) from None
 
@@ -134,10 +145,18 @@ def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) 
     attention = cfg.get("attention_impl", "sdpa")
     if attention == PLAIN_OR_SDPA:
         register_plain_or_sdpa()
-    encoder = encoder_from_config(encoder_config, attention) if encoder_config else load_encoder(cfg["model"], attention)
+    if encoder_config:
+        encoder = encoder_from_config(encoder_config, attention)
+    else:
+        encoder = load_encoder(cfg["model"], attention, cfg.get("attention_dropout"))
     model = MultiLabelClassifier(encoder, num_labels, cfg["pooling"], cfg["dropout"])
-    if cfg.get("freeze_word_embeddings"):
-        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    freeze = cfg.get("freeze_embeddings", "none")
+    if freeze == "word":
+        model.encoder.get_input_embeddings().requires_grad_(False)
+    elif freeze == "all":
+        if not isinstance(getattr(model.encoder, "embeddings", None), nn.Module):
+            raise ModelError(f"--freeze-embeddings all: the encoder of --model {cfg['model']} has no embeddings module")
+        model.encoder.embeddings.requires_grad_(False)
     return model
 
 

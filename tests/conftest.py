@@ -66,7 +66,7 @@ def tiny_train_args(model, data, out, *extra) -> list[str]:
     and its random word embeddings must be trained."""
     return ["--model", model, "--data", data, "--output-dir", str(out), "--epochs", "6", "--batch-size", "16",
             "--lr", "3e-3", "--head-lr-mult", "1", "--warmup", "0.1", "--max-length", "32", "--cache-dir", "",
-            "--amp", "off", "--log-every", "5", "--no-freeze-word-embeddings", *extra]
+            "--amp", "off", "--log-every", "5", "--freeze-embeddings", "none", *extra]
 
 
 @pytest.fixture(scope="session")

@@ -115,6 +115,7 @@ def test_mixed_label_forms_across_splits(tiny_bert, previous_run, tmp_path, caps
     ("--lr", "-0.001", "--lr -0.001: must be positive"),
     ("--max-length", "1000", "--max-length 1000: beyond the model's limit of 64"),
     ("--select-metric", "accuracy", "--select-metric accuracy"),
+    ("--attention-dropout", "1.5", "--attention-dropout 1.5: must be between 0 and 1"),
 ])
 def test_bad_flag_values(tiny_bert, synthetic_folder, previous_run, capsys, flag, value, fragment):
     train_fails(tiny_bert, synthetic_folder, previous_run, capsys, fragment, flag, value)

@@ -73,15 +73,44 @@ def test_evaluate_on_the_test_split_and_on_a_user_file(trained_run, synthetic_fo
     assert "micro_f1" in report and "cherry" in report
 
 
-def test_frozen_word_embeddings_stay_as_pretrained(tiny_bert, synthetic_folder, tmp_path):
+@pytest.mark.parametrize("frozen", ["word", "all"])
+def test_frozen_embeddings_stay_as_pretrained_and_the_rest_trains(tiny_bert, synthetic_folder, tmp_path, frozen):
     from transformers import BertModel
 
     from conftest import tiny_train_args
 
-    train.main(tiny_train_args(tiny_bert, synthetic_folder, tmp_path / "run", "--epochs", "1", "--freeze-word-embeddings"))
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, tmp_path / "run", "--epochs", "1",
+                               "--freeze-embeddings", frozen))
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    pretrained = BertModel.from_pretrained(tiny_bert).embeddings
-    key = "encoder.embeddings.word_embeddings.weight"
-    assert torch.equal(state["model"][key], pretrained.word_embeddings.weight)
-    assert not torch.equal(state["model"]["encoder.embeddings.position_embeddings.weight"],
-                           pretrained.position_embeddings.weight)
+    pretrained = dict(BertModel.from_pretrained(tiny_bert).embeddings.named_parameters())
+    for name, weight in pretrained.items():
+        kept = torch.equal(state["model"][f"encoder.embeddings.{name}"], weight)
+        assert kept == (frozen == "all" or name == "word_embeddings.weight"), name
+    first_query = "encoder.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(state["model"][first_query], BertModel.from_pretrained(tiny_bert).state_dict()[first_query[8:]])
+
+
+def test_attention_dropout_reaches_the_encoder_and_its_checkpoint(tiny_bert, synthetic_folder, tmp_path):
+    from conftest import tiny_train_args
+    from model import build_from_checkpoint
+
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, tmp_path / "run", "--epochs", "1",
+                               "--attention-dropout", "0"))
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["config"]["attention_dropout"] == 0.0
+    assert state["encoder_config"]["attention_probs_dropout_prob"] == 0.0
+    model, _ = build_from_checkpoint(state)
+    assert all(layer.attention.self.dropout.p == 0.0 for layer in model.encoder.encoder.layer)
+
+
+@pytest.mark.parametrize("trained_embeddings", [True, False])
+def test_a_run_saved_with_the_older_freeze_flag_resumes_with_the_same_choice(trained_run, tmp_path,
+                                                                             trained_embeddings):
+    from engine.checkpoint import save_checkpoint
+
+    state = torch.load(trained_run[0] / "last.pt", weights_only=True)
+    del state["config"]["freeze_embeddings"]
+    state["config"]["freeze_word_embeddings"] = not trained_embeddings
+    save_checkpoint(str(tmp_path / "last.pt"), state)
+    args, _ = train.resolve_args(["--resume", str(tmp_path / "last.pt")])
+    assert args.freeze_embeddings == ("none" if trained_embeddings else "word")
