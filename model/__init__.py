@@ -113,9 +113,10 @@ def load_encoder(name: str, attention: str = "sdpa", attention_dropout: float | 
     from transformers.utils import logging
 
     path = resolve_model(name)
+    hub = _hub_kwargs(path)
     logging.disable_progress_bar()
     try:
-        config = AutoConfig.from_pretrained(path, **_hub_kwargs(path))
+        config = AutoConfig.from_pretrained(path, **hub)
     except (OSError, ValueError) as e:
         raise _load_error(name, "encoder", e) from None
     if attention_dropout is not None:
@@ -124,7 +125,7 @@ def load_encoder(name: str, attention: str = "sdpa", attention_dropout: float | 
                              f"{name} has no attention_probs_dropout_prob to set")
         config.attention_probs_dropout_prob = attention_dropout
     try:
-        return AutoModel.from_pretrained(path, config=config, attn_implementation=attention, **_hub_kwargs(path))
+        return AutoModel.from_pretrained(path, config=config, attn_implementation=attention, **hub)
     except (OSError, ValueError) as e:
         raise _load_error(name, "encoder", e) from None
 
