@@ -322,5 +322,6 @@ def report(best, peaks):
     print("MFU: model FLOP/s on the real tokens of the examples each variant timed (training: forward + backward "
           "= 3x forward) over the matmul peak of its dtype")
 
+
 if __name__ == "__main__":
     main()
