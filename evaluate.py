@@ -11,7 +11,7 @@ import sys
 
 from data import DataError, load_examples
 from engine.checkpoint import atomic_write, write_json
-from engine.cli import run_cli
+from engine.cli import check_device, check_output_file, run_cli
 from engine.inference import Predictor, prediction_records
 from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
@@ -69,20 +69,40 @@ def format_report(metrics: dict, per_label: list[dict], source: str, n: int) -> 
     return "\n".join(lines)
 
 
+def check_args(args) -> None:
+    """Everything that can be checked before the checkpoint and the data are read."""
+    for flag in ("batch_size", "max_eval_samples"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise DataError(f"--{flag.replace('_', '-')} {value}: must be at least 1")
+    check_device(args.device)
+    check_output_file(args.output, "--output")
+    check_output_file(args.save_predictions, "--save-predictions")
+
+
+def default_output(args) -> str:
+    """eval-<checkpoint>-<split>.json beside the checkpoint, or eval-<checkpoint>-<data file>.json: one file per
+    source, so evaluating other data never overwrites an earlier result."""
+    stem = os.path.splitext(os.path.basename(args.ckpt))[0]
+    source = args.split
+    if args.data:
+        source = os.path.splitext(os.path.basename(os.path.normpath(args.data)))[0]
+        if not os.path.isfile(args.data):
+            source += f"-{args.split}"
+    return os.path.join(os.path.dirname(os.path.abspath(args.ckpt)), f"eval-{stem}-{source}.json")
+
+
 def run(args) -> dict:
-    if args.batch_size is not None and args.batch_size < 1:
-        raise DataError(f"--batch-size {args.batch_size}: must be at least 1")
+    check_args(args)
     predictor = Predictor(args.ckpt, args.device, args.amp, args.batch_size)
     cfg, label_names = predictor.config, predictor.label_names
+    threshold = choose_thresholds(args.thresholds, predictor.state.get("thresholds"), cfg["threshold"])
     examples, source = load_eval_examples(args, cfg, label_names)
     probs, targets, loss = predictor.probabilities(examples, cfg.get("cache_dir") or None)
-    threshold = choose_thresholds(args.thresholds, predictor.state.get("thresholds"), cfg["threshold"])
     metrics = {"loss": loss, **multilabel_metrics(probs, targets, threshold, label_names)}
     per_label = per_label_report(probs, targets, threshold, label_names)
     print(format_report(metrics, per_label, source, len(examples)))
-    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)),
-                                         f"eval-{os.path.splitext(os.path.basename(args.ckpt))[0]}-"
-                                         f"{'data' if args.data else args.split}.json")
+    output = args.output or default_output(args)
     result = {"checkpoint": args.ckpt, "data": source, "examples": len(examples), "thresholds": threshold,
               "metrics": metrics, "per_label": per_label}
     write_json(output, result)

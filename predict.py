@@ -9,7 +9,7 @@ import json
 import sys
 
 from data import DataError, Examples, read_texts
-from engine.cli import run_cli
+from engine.cli import check_device, run_cli
 from engine.inference import Predictor, prediction_records
 from engine.thresholds import choose_thresholds
 
@@ -33,13 +33,23 @@ def input_examples(args) -> Examples:
         raise DataError("give texts as arguments or --file, not both")
     if args.file:
         return read_texts(args.file, args.text_column)
-    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    texts = args.texts or stdin_lines()
     if not texts:
         raise DataError("no text to label: give texts as arguments, --file, or lines on stdin")
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise DataError(f"text {i + 1} is empty")
     return Examples.unlabelled(texts)
+
+
+def stdin_lines() -> list[str]:
+    """The non-blank lines of standard input, which must be UTF-8."""
+    lines = []
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as e:
+            raise DataError(f"standard input: line {number}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        if line.strip():
+            lines.append(line)
+    return lines
 
 
 def format_prediction(record: dict, limit: int = 100) -> str:
@@ -56,11 +66,12 @@ def format_prediction(record: dict, limit: int = 100) -> str:
 def run(args) -> list[dict]:
     if args.batch_size is not None and args.batch_size < 1:
         raise DataError(f"--batch-size {args.batch_size}: must be at least 1")
-    examples = input_examples(args)
+    check_device(args.device)
     predictor = Predictor(args.ckpt, args.device, batch_size=args.batch_size)
     tuned = predictor.state.get("thresholds")
     spec = args.thresholds or ("tuned" if tuned else None)
     thresholds = choose_thresholds(spec, tuned, predictor.config["threshold"])
+    examples = input_examples(args)
     probs, _, _ = predictor.probabilities(examples)
     records = list(prediction_records(examples.ids, probs, thresholds, predictor.label_names, texts=examples.texts))
     for record in records:

@@ -11,7 +11,7 @@ setup(
     py_modules=["train", "evaluate", "predict"],
     install_requires=[
         "torch>=2.4",
-        "transformers>=4.46",
+        "transformers>=4.53",
         "datasets>=3.0",
         "scikit-learn>=1.3",
         "numpy>=1.24",

@@ -6,8 +6,8 @@
 """
 import argparse
 import json
+import math
 import os
-import random
 import time
 
 import numpy as np
@@ -15,20 +15,22 @@ import torch
 
 from data import DataError, build_loader, load_examples, tokenize
 from data.errors import InputError
-from engine.amp import dtype_name, resolve_amp
-from engine.checkpoint import atomic_write, link_checkpoint, load_checkpoint, save_checkpoint, write_json
-from engine.cli import run_cli
+from engine.amp import dtype_name, resolve_amp, trained_dtype
+from engine.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint, write_json
+from engine.cli import check_device, check_writable_folder, run_cli
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
+from engine.interrupt import NAMES, Interrupted, StopSignals
 from engine.logger import RunLogger
-from engine.loop import evaluate, train_one_epoch
-from engine.memory import keep_freed_memory
+from engine.loop import NonFiniteLossError, evaluate, train_one_epoch
+from engine.memory import keep_freed_memory, release_freed_memory
 from engine.metrics import binarize, f1_scores
-from engine.optim import build_optimizer, build_scheduler
+from engine.optim import build_optimizer, build_scheduler, set_learning_rates
+from engine.run_folder import RunFolder
+from engine.state import TrainState, seed_everything
 from engine.thresholds import tune_thresholds
 from model import build_model, load_tokenizer, resolve_attention, tokenizer_files
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bert-multilabel")
-RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt")
 SELECTABLE_METRICS = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "roc_auc_micro", "roc_auc_macro",
                       "subset_accuracy", "jaccard_samples", "lrap", "P@1", "P@3", "P@5", "nDCG@1", "nDCG@3",
                       "nDCG@5", "mRP")
@@ -105,13 +107,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+# On resume these must stay as the run had them: they define its data, model, data order or best-metric scale.
+FIXED_ON_RESUME = ("data", "data_config", "text_column", "label_column", "label_separator", "val_fraction",
+                   "split_seed", "max_length", "max_train_samples", "max_eval_samples", "model", "pooling",
+                   "freeze_embeddings", "attention_dropout", "batch_size", "grad_accum", "seed", "pos_weight",
+                   "pos_weight_max", "select_metric")
+# These a resumed run applies from the point it continues at (and says so).
+APPLIED_ON_RESUME = ("lr", "head_lr_mult", "weight_decay", "warmup", "epochs", "clip_grad", "dropout", "amp")
+
+
 def check_args(args) -> None:
+    """Every flag that can be checked before any data is read or any file is touched."""
+    for action in get_args_parser()._actions:
+        value = getattr(args, action.dest, None)
+        if action.type is float and value is not None and not math.isfinite(value):
+            raise ConfigError(f"--{action.dest.replace('_', '-')} {value}: must be a finite number")
     positive = ("epochs", "batch_size", "eval_batch_size", "max_length", "grad_accum", "log_every")
     for name in positive:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     for name in ("lr", "weight_decay", "head_lr_mult", "clip_grad", "pos_weight_max", "save_every", "workers",
-                 "tune_min_positives"):
+                 "tune_min_positives", "seed", "split_seed"):
         if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be "
                               + ("positive" if name == "lr" else "zero or more"))
@@ -123,6 +139,17 @@ def check_args(args) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     if args.select_metric not in SELECTABLE_METRICS:
         raise ConfigError(f"--select-metric {args.select_metric}: choose one of {', '.join(SELECTABLE_METRICS)}")
+    if not args.label_separator:
+        raise ConfigError("--label-separator '': must be at least one character")
+    check_device(args.device)
+    if args.cache_dir:
+        check_writable_folder(args.cache_dir, "--cache-dir")
+
+
+def local_path(value: str | None) -> str | None:
+    """A local file or folder as an absolute path, so the run's config works from any folder; a hub id or alias
+    stays as it is."""
+    return os.path.abspath(value) if value and os.path.exists(value) else value
 
 
 def default_output_dir(args) -> str:
@@ -139,69 +166,43 @@ def explicit_flags(parser: argparse.ArgumentParser, argv) -> dict:
 
 
 def resolve_args(argv) -> tuple[argparse.Namespace, dict | None]:
-    """The run's flags and, with --resume, the checkpoint to continue, whose config the flags given now override."""
+    """The run's flags and, with --resume, the checkpoint to continue. A resumed run takes the checkpoint's
+    config, overridden by the flags given now: those of APPLIED_ON_RESUME take effect from where it continues
+    (`args.resume_changes` lists them), those of FIXED_ON_RESUME must not change. It writes to the folder of
+    its checkpoint (or an explicit --output-dir), never to a folder its config remembers."""
     args = get_args_parser().parse_args(argv)
-    resume = None
+    args.data, args.model = local_path(args.data), local_path(args.model)
+    args.cache_dir = os.path.abspath(args.cache_dir) if args.cache_dir else args.cache_dir
+    resume, args.resume_changes = None, {}
     if args.resume:
         if args.resume == "auto" and not args.output_dir:
             raise ConfigError("--resume auto: needs --output-dir, the run folder to continue")
         path = os.path.join(args.output_dir, "last.pt") if args.resume == "auto" else args.resume
         if not os.path.isfile(path):
-            raise ConfigError(f"--resume {args.resume}: no checkpoint at {path}")
+            hint = (" (the run there stopped before its first checkpoint: run the same command again without "
+                    "--resume)" if args.resume == "auto" and os.path.isdir(args.output_dir) else "")
+            raise ConfigError(f"--resume {args.resume}: no checkpoint at {path}{hint}")
         resume = load_checkpoint(path)
         given = explicit_flags(get_args_parser(), argv)
-        saved = {k: v for k, v in resume["config"].items() if k in vars(args)}
+        for name in ("data", "model", "cache_dir"):
+            if name in given:
+                given[name] = getattr(args, name)
+        saved = {k: v for k, v in resume["config"].items()
+                 if k in vars(args) and k not in ("output_dir", "run_name", "resume", "overwrite")}
         if "freeze_word_embeddings" in resume["config"] and "freeze_embeddings" not in saved:  # older runs' flag
             saved["freeze_embeddings"] = "word" if resume["config"]["freeze_word_embeddings"] else "none"
+        for name, value in given.items():
+            if name in FIXED_ON_RESUME and name in saved and value != saved[name]:
+                raise ConfigError(f"--{name.replace('_', '-')} {value}: the run being resumed has "
+                                  f"{saved[name]!r}, and a resumed run keeps it; start a new run to change it")
+        args.resume_changes = {name: (saved[name], value) for name, value in given.items()
+                               if name in APPLIED_ON_RESUME and name in saved and value != saved[name]}
         args = argparse.Namespace(**{**vars(args), **saved, **given})
         args.output_dir = args.output_dir or os.path.dirname(os.path.abspath(path))
-        args.resume = path
-    args.output_dir = args.output_dir or default_output_dir(args)
+        args.resume = os.path.abspath(path)
+    args.output_dir = os.path.abspath(args.output_dir or default_output_dir(args))
     check_args(args)
-    if not args.resume and int(os.environ.get("RANK", "0")) == 0:
-        existing = [f for f in RUN_FILES if os.path.exists(os.path.join(args.output_dir, f))]
-        if existing and not args.overwrite:
-            raise ConfigError(f"--output-dir {args.output_dir}: holds a run already ({', '.join(existing)}); "
-                              "pass --overwrite to replace it or --resume auto to continue it")
     return args, resume
-
-
-def start_run_folder(args, config: dict, progress: dict) -> None:
-    """Called once all input has been checked: an --overwrite clears the old run only now; a resumed run
-    drops the epoch lines its checkpoint had not reached (TensorBoard purges those steps itself)."""
-    out = args.output_dir
-    os.makedirs(out, exist_ok=True)
-    if args.overwrite and not args.resume:
-        for name in os.listdir(out):
-            if name in RUN_FILES or name.startswith("events.out.tfevents"):
-                os.remove(os.path.join(out, name))
-    metrics_path = os.path.join(out, "metrics.jsonl")
-    if args.resume and os.path.exists(metrics_path):
-        with open(metrics_path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["epoch"] <= progress["epoch"]]
-        atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
-    write_json(os.path.join(out, "config.json"), config)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def label_pos_weight(labels: list[list[int]], num_labels: int, cap: float) -> torch.Tensor:
@@ -217,9 +218,14 @@ def build_data(args, label_names, device, rank, world_size, log):
         max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, log=log)
     if "train" not in splits or "validation" not in splits:
         raise DataError(f"--data {args.data}: training needs a train split (found: {', '.join(splits)})")
+    check_select_metric(args.select_metric, len(label_names))
     tokenizer = load_tokenizer(args.model)
     if args.max_length > tokenizer.model_max_length:
         raise ConfigError(f"--max-length {args.max_length}: beyond the model's limit of {tokenizer.model_max_length}")
+    shortest = tokenizer.num_special_tokens_to_add() + 1
+    if args.max_length < shortest:
+        raise ConfigError(f"--max-length {args.max_length}: leaves no room for text (the model adds "
+                          f"{shortest - 1} special tokens); use at least {shortest}")
     cache = args.cache_dir or None
     train_set, val_set = (tokenize(splits[s], tokenizer, args.max_length, len(label_names), cache)
                           for s in ("train", "validation"))
@@ -228,6 +234,13 @@ def build_data(args, label_names, device, rank, world_size, log):
     val_loader = build_loader(val_set, args.eval_batch_size, tokenizer.pad_token_id, False, device=device,
                               workers=args.workers, rank=rank, world_size=world_size)
     return splits, label_names, tokenizer, train_loader, val_loader
+
+
+def check_select_metric(name: str, num_labels: int) -> None:
+    """P@k and nDCG@k need at least k labels: found out now, not after a whole epoch."""
+    k = int(name.split("@")[1]) if "@" in name else 0
+    if k > num_labels:
+        raise ConfigError(f"--select-metric {name}: needs at least {k} labels, the data has {num_labels}")
 
 
 def validate(model, loader, device, amp_dtype, loss_fn, args, label_names, examples, logger, step):
@@ -244,41 +257,73 @@ def validate(model, loader, device, amp_dtype, loss_fn, args, label_names, examp
 
 
 def run(args, resume: dict | None) -> dict:
+    """Takes the run folder (locked for this process), trains, and on any failure or signal leaves it as it
+    was: an overwritten run comes back unless the new one has saved a checkpoint."""
     device, rank, world_size = init_distributed(args.device)
+    folder = RunFolder(args.output_dir) if is_main_process() else None
+    if folder:
+        folder.lock()
+        other_run = folder.holds_run() and (not args.resume or os.path.dirname(args.resume) != folder.path)
+        if other_run and not (args.overwrite and not args.resume):
+            folder.unlock()
+            raise ConfigError(f"--output-dir {args.output_dir}: holds a run already; pass --overwrite to replace "
+                              "it or --resume auto to continue it")
+    try:
+        with StopSignals() as signals:
+            return train(args, resume, device, rank, world_size, folder, signals)
+    except BaseException as e:
+        if folder:
+            folder.abandon()
+            if isinstance(e, Interrupted) and not e.explained:
+                saved = os.path.exists(folder.file("last.pt"))
+                e.args = (f"{e}: " + (f"continue with: python train.py --resume auto --output-dir {args.output_dir}"
+                                      if saved else "before the first checkpoint; nothing was saved and the run "
+                                                    "folder is as it was"),)
+        raise
+    finally:
+        if folder:
+            folder.unlock(remove_if_empty=True)
+
+
+def train(args, resume, device, rank, world_size, folder, signals) -> dict:
     keep_freed_memory(device)
-    main = is_main_process()
+    main = folder is not None
     log = print if main else (lambda *a, **k: None)
     seed_everything(args.seed)
     if args.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode, read at first use
         torch.use_deterministic_algorithms(True)
     splits, label_names, tokenizer, train_loader, val_loader = build_data(
         args, resume["label_names"] if resume else None, device, rank, world_size, log)
+    changes = args.resume_changes
 
-    amp_dtype = resolve_amp(args.amp, device)
-    config = {**vars(args), "amp_dtype": dtype_name(amp_dtype), "world_size": world_size, "device": str(device),
-              "num_labels": len(label_names),
-              "attention_impl": resolve_attention(args.attention, device.type)}
+    if resume and "amp" not in changes:
+        amp_dtype = trained_dtype(resume["config"].get("amp_dtype", "off"), device)
+    else:
+        amp_dtype = resolve_amp(args.amp, device)
+    config = {**{k: v for k, v in vars(args).items() if k != "resume_changes"}, "amp_dtype": dtype_name(amp_dtype), "world_size": world_size, "device": str(device),
+              "num_labels": len(label_names), "attention_impl": resolve_attention(args.attention, device.type)}
+    if resume:
+        config["resumes"] = [*resume["config"].get("resumes", []), {"step": resume["progress"]["step"], "changed": {
+            name: {"from": old, "to": new} for name, (old, new) in changes.items()}}]
     model = build_model(config, len(label_names)).to(device)
     steps_per_epoch = -(-len(train_loader) // args.grad_accum)
     optimizer = build_optimizer(model, args.lr, args.head_lr_mult, args.weight_decay)
     scheduler = build_scheduler(optimizer, steps_per_epoch * args.epochs, args.warmup)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    state = TrainState(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16))
     pos_weight = (label_pos_weight(splits["train"].labels, len(label_names), args.pos_weight_max).to(device)
                   if args.pos_weight == "auto" else None)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    progress = {"epoch": 0, "batches_done": 0, "epoch_loss_sum": 0.0, "step": 0, "best_metric": -float("inf"),
-                "best_epoch": 0}
+    progress = state.progress
     if resume:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
-        progress = dict(resume["progress"])
-        set_rng_state(resume["rng"])
+        state.load_state_dict(resume)
+        set_learning_rates(optimizer, scheduler, args.lr, args.head_lr_mult, args.weight_decay)
         log(f"resumed from {args.resume}: epoch {progress['epoch'] + 1}, batch {progress['batches_done']}, "
             f"step {progress['step']}")
-    train_model = model if world_size == 1 else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
+        for name, (old, new) in changes.items():
+            log(f"resume: --{name.replace('_', '-')} {old} -> {new}, in effect from step {progress['step']} on")
+    if world_size > 1:
+        state.wrap_distributed(device)
 
     static = {"config": config, "label_names": label_names, "tokenizer_files": tokenizer_files(tokenizer),
               "encoder_config": json.loads(model.encoder.config.to_json_string()),
@@ -286,35 +331,56 @@ def run(args, resume: dict | None) -> dict:
     last_path, best_path = os.path.join(args.output_dir, "last.pt"), os.path.join(args.output_dir, "best.pt")
 
     def save_last(val_metrics=None, thresholds=None):
+        if not state.is_finite():
+            raise NonFiniteLossError(f"the weights or the training loss became non-finite by step "
+                                     f"{progress['step']}; not saved (try a lower --lr or --amp off)")
         if main:
-            save_checkpoint(last_path, {**static, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                        "progress": dict(progress), "rng": rng_state(), "metrics": val_metrics or {},
+            save_checkpoint(last_path, {**static, **state.state_dict(), "metrics": val_metrics or {},
                                         "thresholds": thresholds})
+            folder.commit()
         barrier()
 
-    def on_step(step, batches_done, loss_sum):
+    def stop(signum):
+        """Save where the run stands (after a whole optimizer step) and end with the line that continues it."""
+        save_last()
+        raise Interrupted(signum, f"interrupted by {NAMES[signum]}: last.pt saved at epoch {progress['epoch'] + 1}, "
+                                  f"batch {progress['batches_done']} (step {progress['step']}); continue with: "
+                                  f"python train.py --resume auto --output-dir {args.output_dir}")
+
+    def on_step(state):
+        step = progress["step"]
         if args.save_every and step % args.save_every == 0:
-            progress.update(step=step, batches_done=batches_done, epoch_loss_sum=loss_sum.item())
             save_last()
+        if world_size == 1 or step % args.log_every == 0:  # under DDP, all ranks ask together
+            signum = signals.requested(collective=world_size > 1)
+            if signum:
+                stop(signum)
 
     if main:
-        start_run_folder(args, config, progress)
-    logger = RunLogger(args.output_dir, enabled=main, purge_step=progress["step"] + 1 if resume else None)
+        if not resume:
+            folder.replace_run()
+        write_json(folder.file("config.json"), config)
+    logger = RunLogger(args.output_dir, enabled=main, purge_step=progress["step"] + 1 if resume else None,
+                       records=RunFolder(os.path.dirname(args.resume)).read_metrics(progress["epoch"])
+                       if main and resume else None)
     log(f"device {device} x{world_size}, amp {dtype_name(amp_dtype)}, attention {config['attention_impl']}, "
         f"{steps_per_epoch} steps per epoch; run folder {args.output_dir}")
     record = {}
     try:
         for epoch in range(progress["epoch"], args.epochs):
             train_loader.batch_sampler.set_epoch(epoch, progress["batches_done"])
-            train_stats = train_one_epoch(
-                train_model, train_loader, optimizer, scheduler, scaler, loss_fn, device, amp_dtype,
-                progress["step"], args.grad_accum, args.clip_grad, logger if main else None, args.log_every,
-                on_step, f"{epoch + 1}/{args.epochs}", (progress["batches_done"], progress["epoch_loss_sum"]))
+            signals.deferring = True
+            train_stats = train_one_epoch(state, train_loader, loss_fn, device, amp_dtype, args.grad_accum,
+                                          args.clip_grad, args.log_every, logger if main else None, on_step,
+                                          f"{epoch + 1}/{args.epochs}")
+            signals.deferring = False
+            release_freed_memory(device)
             val, thresholds = validate(model, val_loader, device, amp_dtype, loss_fn, args, label_names,
-                                       splits["validation"], logger, train_stats["steps"])
+                                       splits["validation"], logger, progress["step"])
+            release_freed_memory(device)
             improved = val[args.select_metric] > progress["best_metric"]
-            progress.update(epoch=epoch + 1, batches_done=0, epoch_loss_sum=0.0, step=train_stats.pop("steps"))
+            progress["epoch"] = epoch + 1
+            state.start_epoch()
             if improved:
                 progress.update(best_metric=val[args.select_metric], best_epoch=epoch + 1)
             record = {"epoch": epoch + 1, "step": progress["step"], **{f"train_{k}": v for k, v in train_stats.items()},
@@ -329,7 +395,14 @@ def run(args, resume: dict | None) -> dict:
                 f"({train_stats['seconds']:.1f} s, {train_stats['examples_per_s']:.1f} ex/s)" + ("  best" if improved else ""))
         if record:
             logger.hparams(config, {k[4:]: v for k, v in record.items() if k.startswith("val_") and isinstance(v, float)})
+    except Interrupted as e:
+        # Stopped outside a training step (in validation, say): the state is whole, so save it; a resumed run
+        # then repeats only what had not finished. (Under DDP the ranks may stand at different points: no save.)
+        if e.explained or e.forced or world_size > 1 or progress["step"] == 0:
+            raise
+        stop(e.signum)
     finally:
+        signals.deferring = False
         logger.close()
     log(f"best {args.select_metric} {progress['best_metric']:.4f} at epoch {progress['best_epoch']}: {best_path}")
     return {"best_metric": progress["best_metric"], "best_epoch": progress["best_epoch"], "output_dir": args.output_dir}

@@ -84,7 +84,6 @@ def load_data(args):
 
 
 def run_trainer(args, variant) -> dict:
-    import datasets
     import numpy as np
     import torch
     from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainerCallback,
@@ -96,7 +95,6 @@ def run_trainer(args, variant) -> dict:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
-    datasets.disable_progress_bars()
     train, val, names = load_data(args)
     tokenizer = load_tokenizer(args.model)
     tuned = variant == "b"
@@ -104,13 +102,14 @@ def run_trainer(args, variant) -> dict:
     bf16 = tuned and (torch.cuda.is_bf16_supported() if cuda else cpu_bf16_is_fast())
 
     def as_dataset(examples):
+        """A list of feature dicts, as the notebook's `datasets.map` made them (the Trainer takes any sequence)."""
         multi_hot = np.zeros((len(examples), len(names)), dtype=np.float32)
         for i, labels in enumerate(examples.labels):
             multi_hot[i, labels] = 1
-        ds = datasets.Dataset.from_dict({"text": examples.texts, "labels": multi_hot.tolist()})
-        return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_length,
-                                          padding=False if tuned else "max_length"),
-                      batched=True, remove_columns=["text"])
+        encoded = tokenizer(examples.texts, truncation=True, max_length=args.max_length,
+                            padding=False if tuned else "max_length")
+        return [{**{key: values[i] for key, values in encoded.items()}, "labels": multi_hot[i].tolist()}
+                for i in range(len(examples))]
 
     train_ds, val_ds = as_dataset(train), as_dataset(val)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -142,14 +141,14 @@ def run_trainer(args, variant) -> dict:
         trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator, callbacks=[Clock()])
         trainer.train()
         train_seconds = time.perf_counter() - marks["start"]
-        eval_ds = val_ds.select(range(min(len(val_ds), args.eval_examples)))
-        trainer.predict(eval_ds.select(range(min(len(eval_ds), args.eval_batch_size))))
+        eval_ds = val_ds[:args.eval_examples]
+        trainer.predict(eval_ds[:args.eval_batch_size])
         start = time.perf_counter()
         trainer.predict(eval_ds)
         eval_seconds = time.perf_counter() - start
     # batch i of the collation order is trained at step i + 1; the clock ran over steps warmup + 1 ... warmup + steps
     timed = [n for batch in collated[args.warmup_steps:args.warmup_steps + steps] for n in batch]
-    evaluated = [sum(mask) for mask in eval_ds["attention_mask"]]
+    evaluated = [sum(row["attention_mask"]) for row in eval_ds]
     return {"train_seconds": train_seconds, "eval_seconds": eval_seconds, "dtype": "bf16" if bf16 else "fp32",
             **work(model.base_model, timed, "train"), **work(model.base_model, evaluated, "eval")}
 
@@ -176,6 +175,7 @@ def run_ours(args) -> dict:
     from engine.loop import predict, train_one_epoch
     from engine.memory import keep_freed_memory
     from engine.optim import build_optimizer, build_scheduler
+    from engine.state import TrainState
     from model import build_model, load_tokenizer, resolve_attention
 
     cfg = vars(train_cli.get_args_parser().parse_args(
@@ -193,7 +193,8 @@ def run_ours(args) -> dict:
     model = build_model(cfg, len(names)).to(device)
     optimizer = build_optimizer(model, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])
     scheduler = build_scheduler(optimizer, args.warmup_steps + args.steps, cfg["warmup"])
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    state = TrainState(model, optimizer, scheduler,
+                       torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16))
     loss_fn = torch.nn.BCEWithLogitsLoss()
     loader = build_loader(train_set, args.batch_size, tokenizer.pad_token_id, True, 0, device)
     timed = []  # real lengths of the timed batches
@@ -207,8 +208,8 @@ def run_ours(args) -> dict:
 
     def run_steps(n):
         chunk = FirstBatches(batches, n)
-        return train_one_epoch(model, chunk, optimizer, scheduler, scaler, loss_fn, device, amp_dtype, 0,
-                               clip_grad=cfg["clip_grad"], log_every=10 ** 9)
+        return train_one_epoch(state, chunk, loss_fn, device, amp_dtype, clip_grad=cfg["clip_grad"],
+                               log_every=10 ** 9)
 
     run_steps(args.warmup_steps)
     timed.clear()
@@ -227,6 +228,10 @@ def run_ours(args) -> dict:
 def worker(args):
     result = run_ours(args) if args.worker == "c" else run_trainer(args, args.worker)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    import torch
+
+    if torch.cuda.is_available():
+        result["peak_rss_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20  # on a GPU, the GPU's memory counts
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -36,6 +36,10 @@ def load_examples(data, data_config=None, text_column=None, label_column=None, l
             splits[split] = splits[split].select(range(limit))
     log("examples: " + ", ".join(f"{split} {len(ex)}" for split, ex in splits.items())
         + f"; {len(label_names)} labels")
+    empty = {split: sum(1 for text in ex.texts if not text.strip()) for split, ex in splits.items()}
+    if any(empty.values()):
+        log("empty texts (kept: the encoder sees only its special tokens): "
+            + ", ".join(f"{split} {n}" for split, n in empty.items() if n))
     return splits, label_names
 
 

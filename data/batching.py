@@ -24,7 +24,7 @@ class TokenizedExamples:
 
 def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int,
              cache_dir: str | None = None) -> TokenizedExamples:
-    """Tokenize once with `datasets.map`; the result is cached by tokenizer, max length and text content."""
+    """Tokenize once; the result is cached by tokenizer, max length and text content."""
     cache_file = None
     if cache_dir:
         key = hashlib.sha256(f"{_tokenizer_fingerprint(tokenizer)}|{max_length}".encode())
@@ -35,7 +35,7 @@ def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int,
         if os.path.exists(cache_file):
             with np.load(cache_file) as cached:
                 return TokenizedExamples(cached["token_ids"], cached["offsets"], examples.labels, num_labels)
-    token_ids, offsets = _tokenize_with_datasets(examples.texts, tokenizer, max_length)
+    token_ids, offsets = _tokenize_in_batches(examples.texts, tokenizer, max_length)
     if cache_file:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = f"{cache_file}.{os.getpid()}.tmp.npz"
@@ -50,20 +50,18 @@ def _tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}|{content}".encode()).hexdigest()
 
 
-def _tokenize_with_datasets(texts, tokenizer, max_length):
-    import datasets
-
-    def encode(batch):
-        return {"input_ids": tokenizer(batch["text"], truncation=True, max_length=max_length,
-                                       return_attention_mask=False, return_token_type_ids=False)["input_ids"]}
-
-    datasets.disable_progress_bars()
-    dataset = datasets.Dataset.from_dict({"text": texts})
-    dataset = dataset.map(encode, batched=True, batch_size=2000, remove_columns=["text"], keep_in_memory=True)
-    ids = dataset.data.column("input_ids").combine_chunks()
-    offsets = ids.offsets.to_numpy().astype(np.int64)
-    token_ids = ids.values.to_numpy().astype(np.int32)
-    return token_ids, offsets - offsets[0]
+def _tokenize_in_batches(texts, tokenizer, max_length, batch_size=2000):
+    """Token ids of every text (truncated), in one flat int32 array with offsets. Fast tokenizers encode a
+    batch in parallel; nothing but the tokenizer is needed (no `datasets`)."""
+    lengths, parts = [], []
+    for start in range(0, len(texts), batch_size):
+        encoded = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
+                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        lengths.extend(len(ids) for ids in encoded)
+        parts.append(np.fromiter((i for ids in encoded for i in ids), dtype=np.int32))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)), offsets
 
 
 class Collator:

@@ -3,6 +3,7 @@
 Labels come in one of two forms, the same in every split: one list column (label names, or integer ids
 that a `ClassLabel` feature names) or one 0/1 column per label.
 """
+import difflib
 import json
 import math
 from dataclasses import dataclass
@@ -52,10 +53,16 @@ def encode_tables(tables: dict[str, Table], text_column=None, label_column=None,
     _check_same_form(tables, forms)
     if label_names is not None:
         split, table = next(iter(tables.items()))
-        unknown = [c for c in forms[split][2] if c not in label_names] if isinstance(forms[split][2], list) else []
-        if unknown:
-            raise DataError(f"{table.source}: column {unknown[0]!r} is not a label of the checkpoint "
-                            f"({_preview(label_names)})")
+        columns = forms[split][2]
+        if isinstance(columns, list):
+            unknown = [c for c in columns if c not in label_names]
+            if unknown:
+                raise DataError(f"{table.source}: column {unknown[0]!r} is not a label of the checkpoint "
+                                f"({_nearest(unknown[0], label_names)})")
+            missing = [name for name in label_names if name not in columns]
+            if missing:  # scoring those labels as never present would report a different F1
+                raise DataError(f"{table.source}: no column for the checkpoint's label(s) {_preview(missing)}; "
+                                "every label needs its 0/1 column")
     names_per_split = {split: _label_names_per_row(table, forms[split], label_separator)
                        for split, table in tables.items()}
     if label_names is None:
@@ -70,11 +77,17 @@ def encode_tables(tables: dict[str, Table], text_column=None, label_column=None,
             unknown = [name for name in names if name not in index]
             if unknown:
                 raise DataError(f"{table.source}: row {table.row_number(row)}: label {unknown[0]!r} is not in the "
-                                f"label set ({_preview(label_names)})")
+                                f"label set ({_nearest(unknown[0], label_names)})")
             labels.append(sorted({index[name] for name in names}))
         ids = [str(v) for v in table.columns[id_col]] if id_col else [str(i) for i in range(len(table))]
         examples[split] = Examples(ids, texts, labels)
     return examples, label_names
+
+
+def _nearest(name: str, names: list[str]) -> str:
+    """The label names closest to a misspelt one first (`sadnes` -> `did you mean sadness?`), then a preview."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return (f"did you mean {' or '.join(close)}? " if close else "") + _preview(names)
 
 
 def _preview(names, limit=8):
@@ -130,13 +143,13 @@ def _check_same_form(tables, forms):
 
 
 def _texts(table: Table, column: str) -> list[str]:
+    """The column's texts. An empty or blank text is a valid example (real corpora have them, and the encoder
+    still sees its special tokens); a missing one or a value that is not text is an error."""
     texts = table.columns[column]
     for row, text in enumerate(texts):
         if not isinstance(text, str):
-            raise DataError(f"{table.source}: row {table.row_number(row)}: column {column!r} holds "
-                            f"{type(text).__name__}, not text")
-        if not text.strip():
-            raise DataError(f"{table.source}: row {table.row_number(row)}: empty text in column {column!r}")
+            what = "no text" if text is None else f"{type(text).__name__}, not text"
+            raise DataError(f"{table.source}: row {table.row_number(row)}: column {column!r} holds {what}")
     return texts
 
 

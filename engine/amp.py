@@ -22,6 +22,16 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if cpu_bf16_is_fast() else None
 
 
+def trained_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a run resolved when it started, which a resumed run keeps (rather than deciding
+    again, perhaps differently, on another machine), if this device can run it."""
+    dtype = dtype_from_name(name)
+    if dtype == torch.float16 and device.type != "cuda":
+        raise InputError("this run trained with fp16 autocast, which needs a CUDA device; pass --amp bf16 or "
+                         "--amp off to continue it here")
+    return dtype
+
+
 def inference_dtype(trained: str, device: torch.device) -> torch.dtype | None:
     """The dtype a checkpoint was validated in (so its logged metrics are reproduced), unless this device cannot
     run it well: fp16 autocast needs a GPU, and bf16 on a CPU without fast bf16 would crawl."""

@@ -14,13 +14,25 @@ class CheckpointError(InputError):
     """A checkpoint that is missing, unreadable or unsafe: the message is one line that names the file."""
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def file_mode() -> int:
+    """The mode a plain `open()` would give a new file under the current umask (mkstemp's is always 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str, write) -> None:
     """`write(file)` fills a temporary file beside `path`, which is flushed, fsynced and renamed over `path`:
-    a crash leaves either the old file or the new one, never half of one."""
+    a crash leaves either the old file or the new one, never half of one. The file gets the mode the umask
+    gives any new file."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=TMP_SUFFIX)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -30,14 +42,14 @@ def atomic_write(path: str, write) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
 def write_json(path: str, value) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
-def _fsync_folder(folder):
+def fsync_folder(folder):
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -61,7 +73,7 @@ def link_checkpoint(source: str, path: str) -> None:
         os.replace(tmp, path)
     except OSError:
         atomic_write(path, lambda f: shutil.copyfileobj(open(source, "rb"), f))
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
@@ -81,4 +93,48 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no model weights or config)")
+    problem = checkpoint_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: not a usable checkpoint of this project: {problem}")
     return state
+
+
+NUMBER = (int, float)
+# What evaluate.py, predict.py and a resume read from a checkpoint, and the values each may take.
+CONFIG_FIELDS = {"model": str, "pooling": str, "dropout": NUMBER, "max_length": int, "eval_batch_size": int,
+                 "threshold": NUMBER, "amp_dtype": str, "attention_impl": str, "data": str, "val_fraction": NUMBER,
+                 "split_seed": int, "label_separator": str}
+CONFIG_CHOICES = {"pooling": ("mean", "cls"), "amp_dtype": ("off", "bf16", "fp16"),
+                  "attention_impl": ("sdpa", "eager", "plain_or_sdpa")}
+
+
+def checkpoint_problem(state: dict) -> str | None:
+    """What makes a loaded checkpoint unusable (values a program other than this one wrote, or edited), or None."""
+    config = state["config"]
+    if not isinstance(config, dict):
+        return "its config is not a dict"
+    for name, kind in CONFIG_FIELDS.items():
+        value = config.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"config[{name!r}] is {value!r}"
+        if name in CONFIG_CHOICES and value not in CONFIG_CHOICES[name]:
+            return f"config[{name!r}] is {value!r} (expected one of {', '.join(CONFIG_CHOICES[name])})"
+    if config["max_length"] < 1 or config["eval_batch_size"] < 1:
+        return "config's max_length and eval_batch_size must be at least 1"
+    names = state.get("label_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return "label_names is not a list of label names"
+    if not isinstance(state["model"], dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        return "its model weights are not a dict of tensors"
+    encoder = state.get("encoder_config")
+    if not isinstance(encoder, dict) or not isinstance(encoder.get("model_type"), str):
+        return "encoder_config is missing or has no model_type"
+    files = state.get("tokenizer_files")
+    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
+        return "tokenizer_files is missing"
+    thresholds = state.get("thresholds")
+    if thresholds is not None and not (isinstance(thresholds, dict) and isinstance(thresholds.get("global"), NUMBER)
+                                       and isinstance(thresholds.get("per_label"), list)
+                                       and len(thresholds["per_label"]) == len(names)):
+        return "its tuned thresholds do not match its labels"
+    return None

@@ -3,8 +3,9 @@ import numpy as np
 import torch
 
 from data import Examples, build_loader, tokenize
+from data.errors import InputError
 from engine.amp import inference_dtype, resolve_amp
-from engine.checkpoint import load_checkpoint
+from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.loop import predict
 from engine.memory import keep_freed_memory
 from engine.metrics import binarize
@@ -20,7 +21,13 @@ class Predictor:
         self.device = torch.device(device)
         keep_freed_memory(self.device)
         self.amp_dtype = resolve_amp(amp, self.device) if amp else inference_dtype(self.config["amp_dtype"], self.device)
-        self.model, self.tokenizer = build_from_checkpoint(self.state)
+        try:
+            self.model, self.tokenizer = build_from_checkpoint(self.state)
+        except InputError:
+            raise
+        except (RuntimeError, ValueError, KeyError, TypeError, OSError) as e:
+            raise CheckpointError(f"{ckpt}: its weights, encoder config or tokenizer do not fit together "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         self.model.to(self.device)
         self.batch_size = batch_size or self.config["eval_batch_size"]
         pos_weight = self.state.get("pos_weight")

@@ -5,17 +5,25 @@ import os
 
 import numpy as np
 
+from engine.checkpoint import atomic_write
+
 
 class RunLogger:
     """Only the main process writes; on the others every call does nothing."""
 
-    def __init__(self, output_dir: str, enabled: bool = True, purge_step: int | None = None):
+    def __init__(self, output_dir: str, enabled: bool = True, purge_step: int | None = None,
+                 records: list[dict] | None = None):
+        """`records`: the epochs a resumed run keeps from metrics.jsonl (`purge_step` drops TensorBoard's later
+        points)."""
         self.enabled, self.path = enabled, os.path.join(output_dir, "metrics.jsonl")
+        self.records = list(records or [])
         self.writer = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(output_dir, purge_step=purge_step)
+            if records is not None:
+                self._write_records()
 
     def scalars(self, values: dict, step: int, prefix: str):
         if not self.enabled:
@@ -31,9 +39,13 @@ class RunLogger:
             return
         self.scalars({k[4:]: v for k, v in record.items() if k.startswith("val_")}, step, "val")
         self.scalars({k[6:]: v for k, v in record.items() if k.startswith("train_")}, step, "train_epoch")
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
+        self.records.append({k: _json_safe(v) for k, v in record.items()})
+        self._write_records()
         self.writer.flush()
+
+    def _write_records(self):
+        """Rewritten whole and renamed over the old file (a few KB an epoch): a crash never tears a line."""
+        atomic_write(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in self.records).encode()))
 
     def validation_details(self, probs, targets, label_names, examples, predicted, step: int, shown: int = 8):
         """Per-label precision-recall curves, and the first validation examples with gold and predicted labels."""

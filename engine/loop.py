@@ -16,18 +16,17 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, loss_fn, device, amp_dtype, step: int,
-                    grad_accum: int = 1, clip_grad: float = 1.0, logger=None, log_every: int = 10,
-                    on_step=None, epoch_label: str = "", done_before: tuple[int, float] = (0, 0.0)) -> dict:
-    """Trains on every batch of `loader`; `step` counts optimizer steps across epochs and is the x-axis of the
-    per-step TensorBoard curves. `on_step(step, batches_done, loss_sum)` runs after each optimizer step (to
-    save). A resumed epoch passes the batches and loss sum it had done before (`done_before`), so its mean
-    loss is that of the whole epoch. The loss stays on the device between log points: no host sync in the
-    hot loop."""
+def train_one_epoch(state, loader, loss_fn, device, amp_dtype, grad_accum: int = 1, clip_grad: float = 1.0,
+                    log_every: int = 10, logger=None, on_step=None, epoch_label: str = "") -> dict:
+    """Trains `state` (a `TrainState`) on the batches of `loader` that are left of this epoch. After every
+    optimizer step, `state.progress` says where the epoch stands (step, batches done) and `on_step(state)` runs
+    (to save, or stop on a signal). The loss stays on the device between log points: no host sync in the hot
+    loop. Returns the epoch's mean loss (over all its batches, those before a resume included) and its speed."""
+    model, optimizer, scheduler, scaler = state.forward_model, state.optimizer, state.scheduler, state.scaler
+    progress = state.progress
+    batches_before = progress["batches_done"]
     model.train()
     non_blocking = device.type == "cuda"
-    batches_before, loss_before = done_before
-    loss_sum = torch.full((), loss_before, device=device, dtype=torch.float64)
     window_loss, window_batches = torch.zeros((), device=device, dtype=torch.float64), 0
     n_batches, n_examples, n_tokens = len(loader), 0, 0
     start = time.perf_counter()
@@ -44,7 +43,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, loss_fn, device
                 logits = model(input_ids, attention_mask)
             loss = loss_fn(logits.float(), labels)
             scaler.scale(loss / grad_accum).backward()
-        loss_sum += loss.detach()
+        state.loss_sum += loss.detach()
         window_loss += loss.detach()
         window_batches += 1
         n_examples += len(labels)
@@ -58,21 +57,22 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, loss_fn, device
         scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        step += 1
-        if step % log_every == 0 or i + 1 == n_batches:
+        progress["step"] += 1
+        progress["batches_done"] = batches_before + i + 1
+        if progress["step"] % log_every == 0 or i + 1 == n_batches:
             mean_loss = window_loss.item() / window_batches
             if not math.isfinite(mean_loss):
-                raise NonFiniteLossError(f"the training loss became {mean_loss} at step {step}; try a lower --lr "
-                                         "or --amp off")
+                raise NonFiniteLossError(f"the training loss became {mean_loss} at step {progress['step']}; try a "
+                                         "lower --lr or --amp off")
             if logger is not None:
-                logger.scalars({"loss": mean_loss, "lr": scheduler.get_last_lr()[0]}, step, "train")
+                logger.scalars({"loss": mean_loss, "lr": scheduler.get_last_lr()[0]}, progress["step"], "train")
                 bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
             window_loss.zero_()
             window_batches = 0
         if on_step is not None:
-            on_step(step, batches_before + i + 1, loss_sum)
+            on_step(state)
     seconds = time.perf_counter() - start
-    return {"loss": average(loss_sum.item() / max(1, batches_before + n_batches)), "steps": step, "examples": n_examples,
+    return {"loss": average(state.loss_sum.item() / max(1, progress["batches_done"])), "examples": n_examples,
             "tokens": n_tokens, "seconds": seconds, "examples_per_s": n_examples / max(seconds, 1e-9)}
 
 

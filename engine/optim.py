@@ -14,7 +14,8 @@ def build_optimizer(model, lr: float, head_lr_mult: float, weight_decay: float) 
         decay = weight_decay if param.ndim >= 2 else 0.0
         key = (is_head, decay)
         if key not in groups:
-            groups[key] = {"params": [], "weight_decay": decay, "lr": lr * (head_lr_mult if is_head else 1.0)}
+            groups[key] = {"params": [], "weight_decay": decay, "lr": lr * (head_lr_mult if is_head else 1.0),
+                           "is_head": is_head, "decays": param.ndim >= 2}
         groups[key]["params"].append(param)
     params = [p for group in groups.values() for p in group["params"]]
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16, torch.float16)
@@ -31,3 +32,16 @@ def build_scheduler(optimizer, total_steps: int, warmup_fraction: float) -> torc
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def set_learning_rates(optimizer, scheduler, lr: float, head_lr_mult: float, weight_decay: float) -> None:
+    """Make a restored optimizer and schedule follow these flags from the current step on (a resumed run whose
+    flags changed): the schedule's peak rates, the rates in effect now, and the weight decay."""
+    for i, group in enumerate(optimizer.param_groups):
+        is_head = group.get("is_head", i >= 2)  # older checkpoints: the encoder's groups came first
+        decays = group.get("decays", group["weight_decay"] > 0)
+        peak = lr * (head_lr_mult if is_head else 1.0)
+        group["initial_lr"] = scheduler.base_lrs[i] = peak
+        group["lr"] = peak * scheduler.lr_lambdas[0](scheduler.last_epoch)
+        group["weight_decay"] = weight_decay if decays else 0.0
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

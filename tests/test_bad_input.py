@@ -1,10 +1,12 @@
 """Bad input: one line naming the file, row, column or flag, exit status 2, and the previous run untouched."""
 import hashlib
 import json
+import os
 import shutil
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 import evaluate
 import train
@@ -56,13 +58,6 @@ def test_unknown_text_column(tiny_bert, synthetic_folder, previous_run, capsys):
 
 def test_unknown_label_column(tiny_bert, synthetic_folder, previous_run, capsys):
     train_fails(tiny_bert, synthetic_folder, previous_run, capsys, "no label column 'tags'", "--label-column", "tags")
-
-
-def test_empty_text(tiny_bert, previous_run, tmp_path, capsys):
-    rows = synthetic_rows(20, seed=1)
-    rows[1] = ("  ", rows[1][1])
-    write_flag_tsv(tmp_path / "d.tsv", rows)
-    train_fails(tiny_bert, tmp_path / "d.tsv", previous_run, capsys, "d.tsv: row 3: empty text in column 'text'")
 
 
 def test_non_string_text(tiny_bert, previous_run, tmp_path, capsys):
@@ -162,3 +157,96 @@ def test_a_truncated_checkpoint(trained_run, tmp_path, capsys):
 
 def test_a_missing_checkpoint(tmp_path, capsys):
     expect_error(evaluate.main, ["--ckpt", str(tmp_path / "none.pt")], capsys, "none.pt: no such checkpoint")
+
+
+def other_programs_checkpoint(tmp_path, checkpoint):
+    """A dict with weights and a config, as another program might save one."""
+    torch.save({"model": {"w": torch.zeros(2)}, "config": {"lr": 1}}, tmp_path / "other.pt")
+    return tmp_path / "other.pt"
+
+
+def edited_checkpoint(tmp_path, checkpoint, **config):
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"].update(config)
+    torch.save(state, tmp_path / "edited.pt")
+    return tmp_path / "edited.pt"
+
+
+def long_cell_file(tmp_path):
+    """Not an error: a 200 KB cell (over csv's default 128 KB field limit)."""
+    rows = synthetic_rows(40, seed=5)
+    rows[0] = (" ".join(["filler1"] * 40_000), rows[0][1])
+    write_flag_tsv(tmp_path / "long.tsv", rows)
+    return tmp_path / "long.tsv"
+
+
+# (script, arguments built from the fixtures, what the one error line must say). `T` stands for the tiny train
+# flags into the previous run's folder with --overwrite; `C` for the trained run's best.pt.
+BAD_INPUTS = [
+    ("train", lambda t, c, x: [*t, "--label-separator", ""], "--label-separator '': must be at least one character"),
+    ("train", lambda t, c, x: [*t, "--seed", "-1"], "--seed -1: must be zero or more"),
+    ("train", lambda t, c, x: [*t, "--split-seed", "-3"], "--split-seed -3: must be zero or more"),
+    ("train", lambda t, c, x: [*t, "--lr", "nan"], "--lr nan: must be a finite number"),
+    ("train", lambda t, c, x: [*t, "--warmup", "inf"], "--warmup inf: must be a finite number"),
+    ("train", lambda t, c, x: [*t, "--lr", "inf"], "--lr inf: must be a finite number"),
+    ("train", lambda t, c, x: [*t, "--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "--device cuda"),
+    ("train", lambda t, c, x: [*t, "--device", "tpu"], "--device tpu"),
+    ("train", lambda t, c, x: [*t, "--max-length", "1"], "--max-length 1: leaves no room for text"),
+    ("train", lambda t, c, x: [*t, "--cache-dir", str(x / "afile")], "--cache-dir"),
+    ("train", lambda t, c, x: [*t[:t.index("--output-dir")], "--output-dir", str(x / "afile"),
+                               *t[t.index("--output-dir") + 2:]], "is a file, not a folder"),
+    ("train", lambda t, c, x: ["--resume", str(x / "nothing" / "last.pt")], "no checkpoint at"),
+    ("train", lambda t, c, x: ["--resume", str(other_programs_checkpoint(x, c))], "not a usable checkpoint"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--max-eval-samples", "0"], "--max-eval-samples 0: must be at least 1"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--output", str(x)], "--output"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--save-predictions", str(x)], "--save-predictions"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--thresholds", "1.5"], "--thresholds 1.5"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--device", "cuda:9"], "--device cuda:9"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(other_programs_checkpoint(x, c))], "not a usable checkpoint"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_checkpoint(x, c, attention_impl="flash_attention_9"))],
+     "config['attention_impl'] is 'flash_attention_9'"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_checkpoint(x, c, pooling="max"))], "config['pooling'] is 'max'"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_checkpoint(x, c, max_length="300"))], "config['max_length']"),
+    ("predict", lambda t, c, x: ["--ckpt", str(c), "--batch-size", "-1", "text"], "--batch-size -1"),
+    ("predict", lambda t, c, x: ["--ckpt", str(c), "--thresholds", "high", "text"], "--thresholds high"),
+    ("predict", lambda t, c, x: ["--ckpt", str(c), "--file", str(x / "none.txt")], "none.txt: no such file"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[f"{s}-{f[:40]}" for s, _, f in BAD_INPUTS])
+def test_each_cli_over_bad_inputs(case, tiny_bert, synthetic_folder, trained_run, previous_run, tmp_path, capsys):
+    import predict
+
+    script, build, fragment = BAD_INPUTS[case]
+    (tmp_path / "afile").write_text("a file, not a folder")
+    flags = tiny_train_args(tiny_bert, synthetic_folder, previous_run, "--overwrite")
+    argv = build(flags, trained_run[0] / "best.pt", tmp_path)
+    checkpoint_before = fingerprint(trained_run[0])
+    expect_error({"train": train, "evaluate": evaluate, "predict": predict}[script].main, argv, capsys, fragment)
+    assert fingerprint(trained_run[0]) == checkpoint_before
+
+
+def test_a_cell_over_the_csv_field_limit_simply_works(tiny_bert, tmp_path):
+    summary = train.main(tiny_train_args(tiny_bert, str(long_cell_file(tmp_path)), tmp_path / "run", "--epochs", "1"))
+    assert summary["best_epoch"] == 1
+
+
+def test_non_utf8_standard_input_of_predict(trained_run):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--ckpt", str(trained_run[0] / "best.pt")],
+                          input=b"fine text\n\xff\xfe broken\n", capture_output=True, timeout=300)
+    err = done.stderr.decode()
+    assert done.returncode == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == ["error: standard input: line 2: not UTF-8 text (invalid start byte at byte 0)"]
+
+
+def test_a_misspelt_label_gets_the_nearest_names(trained_run, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "labels": ["apple"]}, {"text": "b", "labels": ["cherri"]}])
+    line = expect_error(evaluate.main, ["--ckpt", str(trained_run[0] / "best.pt"), "--data", data], capsys,
+                        "label 'cherri' is not in the label set")
+    assert "did you mean cherry?" in line

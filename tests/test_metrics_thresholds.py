@@ -95,7 +95,7 @@ def test_predictions_round_trip_between_evaluate_and_predict(trained_run, synthe
     assert gold_right > 90
 
     first_text = open(test_file).read().splitlines()[1].split("\t")[1]
-    monkeypatch.setattr("sys.stdin", io.StringIO(first_text + "\n\n" + first_text + "\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO((first_text + "\n\n" + first_text + "\n").encode())))
     from_stdin = predict.main(["--ckpt", str(out / "best.pt"), "--thresholds", "0.5"])
     assert len(from_stdin) == 2 and from_stdin[0]["predicted"] == saved[0]["predicted"]
     assert from_stdin[0]["probabilities"] == pytest.approx(saved[0]["probabilities"], abs=1e-5)

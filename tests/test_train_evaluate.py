@@ -1,6 +1,7 @@
 """End to end through the CLIs' entry points: train a tiny BERT, pick best.pt, evaluate it again."""
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -114,3 +115,13 @@ def test_a_run_saved_with_the_older_freeze_flag_resumes_with_the_same_choice(tra
     save_checkpoint(str(tmp_path / "last.pt"), state)
     args, _ = train.resolve_args(["--resume", str(tmp_path / "last.pt")])
     assert args.freeze_embeddings == ("none" if trained_embeddings else "word")
+
+
+def test_each_evaluated_source_gets_its_own_result_file(trained_run, synthetic_folder, tmp_path):
+    out, _, _ = trained_run
+    for name in ("first", "second"):
+        shutil.copy(os.path.join(synthetic_folder, "test.tsv"), tmp_path / f"{name}.tsv")
+        evaluate.main(["--ckpt", str(out / "best.pt"), "--data", str(tmp_path / f"{name}.tsv")])
+    assert os.path.exists(out / "eval-best-first.json") and os.path.exists(out / "eval-best-second.json")
+    evaluate.main(["--ckpt", str(out / "best.pt"), "--split", "validation"])
+    assert os.path.exists(out / "eval-best-validation.json")

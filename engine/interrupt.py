@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM during training: stop at the next optimizer step, save a resumable last.pt, end with
+one line and the shell's exit status for the signal (130, 143)."""
+import signal
+
+import torch.distributed as dist
+
+from engine.distributed import sum_over_ranks
+
+NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal; the message says what was saved and how to continue (`explained`: it
+    says so already). `forced`: a second signal, raised in the middle of a training step, where the state is
+    not whole and must not be saved."""
+
+    def __init__(self, signum: int, message: str | None = None, forced: bool = False):
+        super().__init__(message or f"interrupted by {NAMES[signum]}")
+        self.signum, self.explained, self.forced = signum, message is not None, forced
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+class StopSignals:
+    """While installed, SIGINT and SIGTERM are noted rather than acted on at once inside `deferring()` (the
+    training batches: the loop checks `requested()` after each optimizer step, where the state is whole and
+    can be saved); anywhere else, or at a second signal, they raise `Interrupted` at once."""
+
+    def __init__(self):
+        self.received = None
+        self.deferring = False
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in NAMES:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: leave the signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame):
+        again = self.received is not None
+        self.received = signum
+        if again or not self.deferring:
+            raise Interrupted(signum, forced=self.deferring)
+
+    def requested(self, collective: bool = False) -> int | None:
+        """The signal received, if any. With `collective`, under DDP every rank learns whether any rank got
+        one (a collective call: every rank must make it at the same step)."""
+        if collective and dist.is_initialized() and dist.get_world_size() > 1:
+            if sum_over_ranks(float(self.received is not None)) > 0:
+                return self.received or signal.SIGTERM
+            return None
+        return self.received

@@ -1,0 +1,171 @@
+"""The run folder: one train.py at a time, an --overwrite that loses nothing until the new run has saved, and
+metrics.jsonl written so that a crash cannot tear a line into it.
+
+What a run owns there: config.json, metrics.jsonl, last.pt, best.pt, TensorBoard events and evaluate.py's
+eval-*.json. A folder holds a run once it has a checkpoint or an epoch's metrics; a run that died before its
+first save left nothing worth keeping, so its folder is simply reused.
+"""
+import json
+import os
+import shutil
+
+from data.errors import InputError
+from engine.checkpoint import TMP_SUFFIX, file_mode, fsync_folder
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock
+    fcntl = None
+
+LOCK = ".lock"
+REPLACED = ".replaced-run"  # an overwritten run, kept until the new run's first checkpoint is on disk
+HOLDS_RUN = ("last.pt", "best.pt", "metrics.jsonl")
+
+
+class RunFolderError(InputError):
+    """A run folder that is in use, or that holds a run the command would lose."""
+
+
+def is_run_file(name: str) -> bool:
+    """Files of a run, and the folder of its TensorBoard hparams summary."""
+    return (name in ("config.json", "hparams", *HOLDS_RUN) or name.startswith("events.out.tfevents")
+            or (name.startswith("eval-") and name.endswith(".json")))
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
+class RunFolder:
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self._lock_fd = None
+        self._created = False
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def holds_run(self) -> bool:
+        return any(os.path.exists(self.file(name)) for name in HOLDS_RUN)
+
+    def lock(self) -> None:
+        """Take the folder (created if need be) for this process: a second train.py on it gets one line. The
+        lock is the OS's (flock on .lock): it dies with its process, so a killed run never leaves the folder
+        locked. Then clean what a killed run left: temporary files of an unfinished save, and an overwritten
+        run that its replacement never got to save over (it is brought back)."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunFolderError(f"--output-dir {self.path}: is a file, not a folder")
+        self._created = not os.path.exists(self.path)
+        os.makedirs(self.path, exist_ok=True)
+        while True:
+            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, file_mode())
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise RunFolderError(f"--output-dir {self.path}: in use by another train.py (pid {holder}); "
+                                         "wait for it to end, or choose another --output-dir") from None
+            try:  # the holder before us removes the file as it unlocks: then lock the new one
+                if os.stat(self.file(LOCK)).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        self._recover()
+
+    def unlock(self, remove_if_empty: bool = False) -> None:
+        """Release the folder; `remove_if_empty`: a folder this process made and left empty goes too."""
+        if self._lock_fd is None:
+            return
+        os.remove(self.file(LOCK))
+        os.close(self._lock_fd)
+        self._lock_fd = None
+        if remove_if_empty and self._created and not os.listdir(self.path):
+            os.rmdir(self.path)
+
+    def _recover(self) -> None:
+        for name in os.listdir(self.path):
+            if name.startswith(".") and name.endswith(TMP_SUFFIX):
+                os.remove(self.file(name))
+        if os.path.isdir(self.file(REPLACED)):
+            if os.path.exists(self.file("last.pt")):
+                shutil.rmtree(self.file(REPLACED))
+            else:
+                self.restore_replaced()
+
+    def replace_run(self) -> None:
+        """--overwrite: the old run's files move aside (not deleted) until `commit` (the new run has saved a
+        checkpoint) or `restore_replaced` (it failed before that). What a run that never saved left
+        (config.json, events) is simply removed."""
+        keep = self.holds_run()
+        aside = self.file(REPLACED)
+        if keep:
+            os.makedirs(aside)
+        for name in sorted(os.listdir(self.path)):
+            if is_run_file(name):
+                if keep:
+                    os.replace(self.file(name), os.path.join(aside, name))
+                else:
+                    _remove(self.file(name))
+        fsync_folder(self.path)
+
+    def commit(self) -> None:
+        """The new run has a checkpoint on disk: the run it replaced can go."""
+        if os.path.isdir(self.file(REPLACED)):
+            shutil.rmtree(self.file(REPLACED))
+
+    def restore_replaced(self) -> None:
+        """Put back the run that an --overwrite moved aside, removing what the failed new run wrote."""
+        aside = self.file(REPLACED)
+        if not os.path.isdir(aside):
+            return
+        for name in os.listdir(self.path):
+            if is_run_file(name):
+                _remove(self.file(name))
+        for name in os.listdir(aside):
+            os.replace(os.path.join(aside, name), self.file(name))
+        os.rmdir(aside)
+        fsync_folder(self.path)
+
+    def abandon(self) -> None:
+        """The run failed or was stopped: an overwritten run it never saved over comes back, and a run that
+        never saved leaves nothing that would block running the same command again."""
+        if os.path.isdir(self.file(REPLACED)):
+            self.restore_replaced()
+        else:
+            self.discard_unsaved()
+
+    def discard_unsaved(self) -> None:
+        """A run that ends before its first checkpoint leaves no config.json or events that would make the
+        folder look used: the same command can simply be run again."""
+        if self.holds_run():
+            return
+        for name in os.listdir(self.path):
+            if is_run_file(name):
+                _remove(self.file(name))
+
+    def read_metrics(self, up_to_epoch: int) -> list[dict]:
+        """The epoch records of metrics.jsonl up to `up_to_epoch` (those past it are from a run killed after
+        logging an epoch it did not save). A line that does not parse (a crash while appending, with older
+        code) is dropped: the logger rewrites the file whole (see `RunLogger.epoch`)."""
+        path = self.file("metrics.jsonl")
+        if not os.path.exists(path):
+            return []
+        records = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and record.get("epoch", up_to_epoch + 1) <= up_to_epoch:
+                    records.append(record)
+        return records

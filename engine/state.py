@@ -1,0 +1,71 @@
+"""The training state in one place: model, optimizer, schedule, grad scaler, progress and RNG, with the save and
+restore that make a killed run continue exactly where it stopped."""
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainState:
+    """`progress`: epochs done, batches done in the current epoch and their loss sum, optimizer steps, the best
+    validation metric and its epoch. The loop keeps the epoch's loss sum on the device (`loss_sum`), so
+    counting it costs no host sync; it is read only when the state is saved. `forward_model` is what the loop
+    calls: the model, or its DistributedDataParallel wrapper (`wrap_distributed`); `model` is always the
+    unwrapped one, whose weights are saved."""
+
+    def __init__(self, model, optimizer, scheduler, scaler):
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.forward_model = model
+        self.progress = {"epoch": 0, "batches_done": 0, "step": 0, "best_metric": -float("inf"), "best_epoch": 0}
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
+
+    def wrap_distributed(self, device: torch.device) -> None:
+        self.forward_model = torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def start_epoch(self) -> None:
+        """Called after an epoch's validation: the next epoch starts at its first batch."""
+        self.progress["batches_done"] = 0
+        self.loss_sum.zero_()
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "progress": {**self.progress, "epoch_loss_sum": self.loss_sum.item()}, "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state["scaler"]:  # empty when saved by a run without fp16
+            self.scaler.load_state_dict(state["scaler"])
+        progress = dict(state["progress"])
+        self.loss_sum.fill_(progress.pop("epoch_loss_sum", 0.0))
+        self.progress.update(progress)
+        set_rng_state(state["rng"])
+
+    def is_finite(self) -> bool:
+        """Weights and the epoch's loss so far are all finite (a state worth saving)."""
+        finite = [torch.isfinite(p.detach()).all() for p in self.model.parameters()]
+        return bool(torch.stack(finite).all()) and bool(torch.isfinite(self.loss_sum))

@@ -1,0 +1,277 @@
+"""No run is lost or silently wrong: each case of issue 10, through real train.py / evaluate.py processes."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train
+from conftest import LABELS, ROOT, synthetic_rows, tiny_train_args, write_flag_tsv
+
+
+def cli(script, *argv, cwd=ROOT, umask=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, argv)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+
+
+def start(script, *argv) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-u", os.path.join(ROOT, script), *map(str, argv)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_line(process, prefix, limit=120):
+    deadline = time.time() + limit
+    for line in process.stdout:
+        if line.startswith(prefix) or time.time() > deadline:
+            return line
+    raise AssertionError(f"the process ended before printing {prefix!r}: {process.stderr.read()[-2000:]}")
+
+
+def one_error_line(done: subprocess.CompletedProcess, fragment: str, status: int = 2) -> str:
+    assert done.returncode == status, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], done.stderr[-3000:]
+    return lines[0]
+
+
+def fingerprint(folder) -> dict:
+    """Every file below `folder` (relative path -> content hash)."""
+    return {os.path.relpath(os.path.join(root, name), folder):
+            hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def epochs_of(folder) -> list[dict]:
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_bert, synthetic_folder, tmp_path_factory):
+    """A run of 2 epochs, trained once in a subprocess."""
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    done = cli("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture
+def base_run(finished_run, tiny_bert, synthetic_folder, tmp_path):
+    """A copy of the finished run for one test to use up, and the flags that would train it there."""
+    folder = tmp_path / "base"
+    shutil.copytree(finished_run, folder)
+    return folder, tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "2")
+
+
+def test_1_resuming_a_copy_writes_into_the_copy(base_run, tmp_path):
+    base, _ = base_run
+    fork = tmp_path / "fork"
+    shutil.copytree(base, fork)
+    before = fingerprint(base)
+    done = cli("train.py", "--resume", fork / "last.pt", "--epochs", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert fingerprint(base) == before
+    assert [r["epoch"] for r in epochs_of(fork)] == [1, 2, 3]
+    assert json.loads((fork / "config.json").read_text())["output_dir"] == str(fork)
+
+
+def test_2_an_overwrite_that_fails_after_taking_the_folder_puts_the_old_run_back(base_run):
+    """Flags that cannot work (--lr inf, --max-length 1, ...) are refused before the folder is touched
+    (test_bad_input.py); this one fails only in training, after the old run was moved aside."""
+    base, flags = base_run
+    before = fingerprint(base)
+    one_error_line(cli("train.py", *flags, "--overwrite", "--lr", "1e30", "--clip-grad", "0"), "loss became")
+    assert fingerprint(base) == before
+
+
+def test_2_select_metric_that_the_labels_cannot_give_is_refused_before_training(tiny_bert, base_run, tmp_path):
+    base, _ = base_run
+    rows = [(text, [label for label in labels if label in LABELS[:3]]) for text, labels in synthetic_rows(40, 1)]
+    (tmp_path / "three.tsv").write_text("text\tapple\tbanana\tcherry\n" + "".join(
+        f"{text}\t" + "\t".join(str(int(name in labels)) for name in LABELS[:3]) + "\n" for text, labels in rows))
+    before = fingerprint(base)
+    done = cli("train.py", *tiny_train_args(tiny_bert, tmp_path / "three.tsv", base, "--overwrite",
+                                            "--select-metric", "P@5"))
+    one_error_line(done, "--select-metric P@5: needs at least 5 labels, the data has 3")
+    assert fingerprint(base) == before
+
+
+def test_3_a_second_train_py_on_a_busy_folder_gets_one_line(tiny_bert, synthetic_folder, tmp_path):
+    folder = tmp_path / "busy"
+    first = start("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "400"))
+    try:
+        wait_for_line(first, "device ")
+        second = cli("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--overwrite"))
+        one_error_line(second, f"--output-dir {folder}: in use by another train.py (pid {first.pid})")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)
+    assert first.returncode == 128 + signal.SIGTERM
+
+
+def test_4_changed_optimization_flags_apply_on_resume_and_are_recorded(base_run):
+    base, _ = base_run
+    done = cli("train.py", "--resume", "auto", "--output-dir", base, "--epochs", "3", "--lr", "1e-3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resume: --lr 0.003 -> 0.001" in done.stdout
+    config = json.loads((base / "config.json").read_text())
+    assert config["lr"] == 1e-3 and config["epochs"] == 3
+    assert config["resumes"][-1]["changed"]["lr"] == {"from": 3e-3, "to": 1e-3}
+    groups = torch.load(base / "last.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert sorted(g["initial_lr"] for g in groups) == [1e-3] * len(groups)  # head lr mult 1 in the tiny flags
+
+
+def test_4_flags_that_define_the_run_cannot_change_on_resume(base_run, capsys):
+    base, _ = base_run
+    before = fingerprint(base)
+    for flag, value in (("--model", "minilm"), ("--freeze-embeddings", "all"), ("--batch-size", "4")):
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(["--resume", "auto", "--output-dir", str(base), flag, value])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag} {value}: the run being resumed has") and "Traceback" not in err
+    assert fingerprint(base) == before
+
+
+def test_5_two_columns_of_one_name_are_refused(tiny_bert, tmp_path):
+    (tmp_path / "d.tsv").write_text("text\tjoy\tjoy\nsome text\t1\t0\n")
+    done = cli("train.py", *tiny_train_args(tiny_bert, tmp_path / "d.tsv", tmp_path / "run"))
+    one_error_line(done, "d.tsv: two columns are named 'joy'")
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_6_evaluating_a_file_without_some_label_columns_is_refused(base_run, tmp_path):
+    base, _ = base_run
+    (tmp_path / "d.tsv").write_text("text\tapple\tbanana\tcherry\tdate\nsome text\t1\t0\t0\t1\n")
+    one_error_line(cli("evaluate.py", "--ckpt", base / "best.pt", "--data", tmp_path / "d.tsv"),
+                   "d.tsv: no column for the checkpoint's label(s) elder")
+
+
+def test_7_relative_paths_are_stored_absolute(tiny_bert, synthetic_folder, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(synthetic_folder, work / "data")
+    flags = tiny_train_args(tiny_bert, "data", "run", "--epochs", "1")
+    done = cli("train.py", *flags, cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((work / "run" / "config.json").read_text())
+    assert config["data"] == str(work / "data") and config["output_dir"] == str(work / "run")
+    elsewhere = cli("evaluate.py", "--ckpt", work / "run" / "best.pt", "--split", "validation", cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+
+
+def test_8_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny_bert, synthetic_folder, tmp_path):
+    """(SIGTERM takes the same path and exits 143: test_3.)"""
+    signum = signal.SIGINT
+    folder = tmp_path / "run"
+    process = start("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "300"))
+    wait_for_line(process, "device ")
+    time.sleep(0.5)
+    process.send_signal(signum)
+    err = process.stderr.read()
+    assert process.wait(60) == 128 + signum
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted by {signal.Signals(signum).name}: last.pt saved at epoch"), err[-2000:]
+    stopped = torch.load(folder / "last.pt", weights_only=True)["progress"]
+    resumed = cli("train.py", "--resume", "auto", "--output-dir", folder, "--epochs", str(stopped["epoch"] + 1))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert epochs_of(folder)[-1]["epoch"] == stopped["epoch"] + 1
+
+
+def interrupt_in(monkeypatch, name):
+    """train.<name> first sends this process a SIGINT (as Ctrl-C would, at that point of the run)."""
+    real = getattr(train, name)
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, name, interrupted)
+
+
+def test_8_a_signal_before_the_first_checkpoint_leaves_a_folder_that_runs_again(tiny_bert, synthetic_folder, tmp_path,
+                                                                                capsys, monkeypatch):
+    folder = tmp_path / "run"
+    flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "1")
+    interrupt_in(monkeypatch, "build_model")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(flags)
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == ("interrupted by SIGINT: before the first checkpoint; nothing was saved "
+                                            "and the run folder is as it was")
+    assert not os.path.exists(folder)
+    monkeypatch.undo()
+    assert train.main(flags)["best_epoch"] == 1
+
+
+def test_9_non_finite_weights_are_never_saved(tiny_bert, synthetic_folder, tmp_path):
+    folder = tmp_path / "run"
+    flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--lr", "1e30", "--clip-grad", "0",
+                            "--save-every", "1", "--log-every", "1000")
+    one_error_line(cli("train.py", *flags), "non-finite")
+    if os.path.exists(folder / "last.pt"):
+        state = torch.load(folder / "last.pt", weights_only=True)
+        assert all(torch.isfinite(w).all() for w in state["model"].values())
+
+
+def test_10_a_torn_metrics_line_does_not_stop_a_resume(base_run):
+    base, _ = base_run
+    with open(base / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 3, "step": 90, "train_lo')
+    done = cli("train.py", "--resume", "auto", "--output-dir", base, "--epochs", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["epoch"] for r in epochs_of(base)] == [1, 2, 3]
+
+
+def test_11_temporary_files_of_a_killed_save_are_cleaned(base_run):
+    base, _ = base_run
+    (base / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    done = cli("train.py", "--resume", "auto", "--output-dir", base, "--epochs", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not [name for name in os.listdir(base) if name.endswith(".tmp")]
+
+
+def test_12_files_follow_the_umask(tiny_bert, synthetic_folder, tmp_path):
+    folder = tmp_path / "run"
+    done = cli("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "1"), umask=0o027)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("config.json", "metrics.jsonl", "last.pt"):
+        assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o640, name
+
+
+def test_13_empty_texts_are_kept_and_counted(tiny_bert, tmp_path):
+    rows = synthetic_rows(60, seed=1)
+    rows[1], rows[7] = ("", rows[1][1]), ("   ", [])
+    write_flag_tsv(tmp_path / "d.tsv", rows)
+    done = cli("train.py", *tiny_train_args(tiny_bert, tmp_path / "d.tsv", tmp_path / "run", "--epochs", "1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = done.stdout.split("empty texts (kept")[1].splitlines()[0].split("): ", 1)[1]
+    assert sum(int(part.split()[1]) for part in counts.split(", ")) == 2, counts
+
+
+def test_8_ctrl_c_during_validation_saves_the_trained_epoch(tiny_bert, synthetic_folder, trained_run, tmp_path,
+                                                            capsys, monkeypatch):
+    """Stopped in validation, the epoch's training is kept; the resumed run validates it again and ends where an
+    uninterrupted run does."""
+    folder = tmp_path / "run"
+    interrupt_in(monkeypatch, "validate")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_train_args(tiny_bert, synthetic_folder, folder))
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "interrupted by SIGINT: last.pt saved at epoch 1, batch 30 (step 30); continue with: python train.py "
+        f"--resume auto --output-dir {folder}")
+    monkeypatch.undo()
+    train.main(["--resume", "auto", "--output-dir", str(folder)])
+    resumed, whole = epochs_of(folder), trained_run[2]
+    assert [r["val_micro_f1"] for r in resumed] == [r["val_micro_f1"] for r in whole]
+    assert [r["val_loss"] for r in resumed] == [r["val_loss"] for r in whole]
