@@ -1,0 +1,97 @@
+"""The CUDA paths, on a real GPU: autocast in bf16 and fp16 (with its GradScaler), pinned memory and non-blocking
+copies, SDPA on CUDA, the CUDA RNG state in a kill-and-resume, and checkpoints that move between CUDA and CPU.
+Skipped, with the reason, where CUDA is absent; `bash bench/gpu_check.sh OUT` runs them on a GPU machine."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import evaluate
+import train
+from conftest import ROOT, tiny_train_args
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")]
+
+
+def cuda_args(tiny_bert, data, out, *extra):
+    return tiny_train_args(tiny_bert, data, out, "--device", "cuda", *extra)
+
+
+def epochs_of(folder):
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_training_under_autocast_on_cuda(tiny_bert, synthetic_folder, tmp_path, amp):
+    out = tmp_path / amp
+    summary = train.main(cuda_args(tiny_bert, synthetic_folder, out, "--amp", amp))
+    epochs = epochs_of(out)
+    assert all(r["train_loss"] == r["train_loss"] for r in epochs)  # no NaN
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] and summary["best_metric"] > 0.8
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["config"]["amp_dtype"] == amp and state["config"]["device"].startswith("cuda")
+    if amp == "fp16":  # the scaler ran: it holds a scale, and the optimizer took steps through it
+        assert state["scaler"]["scale"] > 0 and state["scaler"]["_growth_tracker"] >= 0
+    steps = {int(s["step"]) for s in state["optimizer"]["state"].values()}
+    assert max(steps) > 0
+
+
+def test_a_run_killed_on_cuda_resumes_to_the_same_weights(tiny_bert, synthetic_folder, tmp_path):
+    """With --deterministic (cuBLAS in its deterministic workspace mode, deterministic kernels only), a SIGKILLed
+    and resumed run should end bitwise where an uninterrupted one does; any difference is reported with its
+    size (CUDA kernels that have no deterministic form would show up here)."""
+    flags = ["--epochs", "6", "--save-every", "3", "--deterministic", "--amp", "bf16"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    env = {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+    script = os.path.join(ROOT, "train.py")
+    reference = subprocess.Popen([sys.executable, script, *cuda_args(tiny_bert, synthetic_folder, whole, *flags)],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert reference.wait() == 0, reference.stderr.read()
+    victim = subprocess.Popen([sys.executable, script, *cuda_args(tiny_bert, synthetic_folder, killed, *flags)],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not os.path.exists(killed / "last.pt") and victim.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    resumed = subprocess.run([sys.executable, script, "--resume", "auto", "--output-dir", str(killed)], cwd=ROOT,
+                             env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (torch.load(folder / "last.pt", weights_only=True) for folder in (whole, killed))
+    differences = {k: (a["model"][k].float() - b["model"][k].float()).abs().max().item() for k in a["model"]}
+    assert max(differences.values()) == 0.0, {k: v for k, v in differences.items() if v}
+    assert [r["val_micro_f1"] for r in epochs_of(whole)] == [r["val_micro_f1"] for r in epochs_of(killed)]
+
+
+@pytest.fixture(scope="module")
+def cuda_run(tiny_bert, synthetic_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cuda-run")
+    train.main(cuda_args(tiny_bert, synthetic_folder, out, "--amp", "bf16"))
+    return out
+
+
+def test_evaluate_on_cuda_reproduces_the_logged_validation_metrics(cuda_run, tmp_path):
+    best = torch.load(cuda_run / "best.pt", weights_only=True)
+    logged = next(r for r in epochs_of(cuda_run) if r["step"] == best["progress"]["step"])
+    result = evaluate.main(["--ckpt", str(cuda_run / "best.pt"), "--split", "validation", "--device", "cuda",
+                            "--output", str(tmp_path / "m.json")])
+    for key in ("micro_f1", "macro_f1", "loss", "roc_auc_micro"):
+        assert result["metrics"][key] == pytest.approx(logged[f"val_{key}"], abs=1e-6), key
+
+
+def test_checkpoints_move_between_cuda_and_cpu(cuda_run, trained_run, tmp_path):
+    """A CUDA-trained checkpoint evaluates on a CPU, and a CPU-trained one on CUDA, to the same F1 (other
+    kernels: probabilities agree to bf16 precision, so F1 may move by an example near the threshold)."""
+    for folder in (cuda_run, trained_run[0]):
+        on = {device: evaluate.main(["--ckpt", str(folder / "best.pt"), "--split", "validation", "--device", device,
+                                     "--amp", "off", "--output", str(tmp_path / f"{device}.json")])["metrics"]
+              for device in ("cuda", "cpu")}
+        assert on["cuda"]["micro_f1"] == pytest.approx(on["cpu"]["micro_f1"], abs=0.02), folder
+        assert on["cuda"]["loss"] == pytest.approx(on["cpu"]["loss"], rel=1e-3), folder
