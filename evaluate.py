@@ -11,7 +11,7 @@ import sys
 
 from data import DataError, load_examples
 from engine.checkpoint import atomic_write, write_json
-from engine.cli import check_device, check_output_file, run_cli
+from engine.cli import ShowDefaults, check_device, check_output_file, run_cli
 from engine.inference import Predictor, prediction_records
 from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
@@ -22,9 +22,11 @@ HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Evaluate a multi-label classifier checkpoint.")
+    p = argparse.ArgumentParser(formatter_class=ShowDefaults,
+                                description="Evaluate a multi-label classifier checkpoint.")
     p.add_argument("--ckpt", required=True, help="a best.pt or last.pt")
-    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"],
+                   help="split of the training data to evaluate")
     p.add_argument("--data", default=None, help="other data (file or folder) labelled with the checkpoint's labels")
     p.add_argument("--thresholds", default=None,
                    help="tuned (per label, tuned on validation in training), global (the tuned global one), or a "
@@ -32,7 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="default: the training run's eval batch size")
     p.add_argument("--max-eval-samples", type=int, default=None, help="default: the training run's")
     p.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"], help="default: the training run's")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--output", default=None, help="metrics JSON (default: beside the checkpoint)")
     p.add_argument("--save-predictions", default=None, help="JSON lines: id, gold, predicted, probabilities")
     return p

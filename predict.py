@@ -9,22 +9,23 @@ import json
 import sys
 
 from data import DataError, Examples, read_texts
-from engine.cli import check_device, run_cli
+from engine.cli import ShowDefaults, check_device, run_cli
 from engine.inference import Predictor, prediction_records
 from engine.thresholds import choose_thresholds
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Label texts with a multi-label classifier checkpoint.")
+    p = argparse.ArgumentParser(formatter_class=ShowDefaults,
+                                description="Label texts with a multi-label classifier checkpoint.")
     p.add_argument("texts", nargs="*", help="texts to label; none: --file, or one text per line on stdin")
-    p.add_argument("--ckpt", required=True)
+    p.add_argument("--ckpt", required=True, help="a best.pt or last.pt")
     p.add_argument("--file", default=None, help="a .txt (one text per line), csv, tsv, jsonl or parquet file")
     p.add_argument("--text-column", default=None, help="for csv, tsv, jsonl, parquet (default: as in training)")
     p.add_argument("--thresholds", default=None,
                    help="tuned (per label; the default where the checkpoint has them), global, or a number")
     p.add_argument("--json", action="store_true", help="one JSON line per text")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the training run's eval batch size")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     return p
 
 

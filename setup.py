@@ -7,8 +7,12 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["data", "model", "engine"],
-    py_modules=["train", "evaluate", "predict"],
+    # Nothing is installed under a name of its own: data, model, engine, train, evaluate and predict would be
+    # generic top-level names in the user's environment (an installed `evaluate` shadows Hugging Face's
+    # library of that name). `pip install -e .` installs the dependencies; the scripts run from the repository
+    # root, as detr's do, and the tests find the code through conftest.py.
+    packages=[],
+    py_modules=[],
     install_requires=[
         "torch>=2.4",
         "transformers>=4.53",

@@ -17,7 +17,7 @@ from data import DataError, build_loader, load_examples, tokenize
 from data.errors import InputError
 from engine.amp import dtype_name, resolve_amp, trained_dtype
 from engine.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint, write_json
-from engine.cli import check_device, check_writable_folder, run_cli
+from engine.cli import ShowDefaults, check_device, check_writable_folder, run_cli
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
 from engine.interrupt import NAMES, Interrupted, StopSignals
 from engine.logger import RunLogger
@@ -42,7 +42,8 @@ class ConfigError(InputError):
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The one source of truth for every default; the resolved values go to config.json and each checkpoint."""
-    p = argparse.ArgumentParser(description="Fine-tune a BERT-family encoder for multi-label classification.")
+    p = argparse.ArgumentParser(formatter_class=ShowDefaults,
+                                description="Fine-tune a BERT-family encoder for multi-label classification.")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="coastalcph/multi_eurlex",
                    help="hub dataset id, or a local folder (train/validation/test files) or file: csv, tsv, jsonl, parquet")
@@ -55,12 +56,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=float, default=0.1, help="carved from train when there is no validation split")
     g.add_argument("--split-seed", type=int, default=0, help="seed of that carve")
     g.add_argument("--max-length", type=int, default=300, help="tokens per example, after truncation")
-    g.add_argument("--max-train-samples", type=int, default=None)
-    g.add_argument("--max-eval-samples", type=int, default=None)
+    g.add_argument("--max-train-samples", type=int, default=None, help="train on the first N examples only")
+    g.add_argument("--max-eval-samples", type=int, default=None,
+                   help="validate (and test) on the first N examples only")
     g.add_argument("--cache-dir", default=DEFAULT_CACHE, help="tokenized data cache ('' for none)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="bert-base-uncased", help="hub id, local folder, or alias: minilm")
-    g.add_argument("--pooling", default="mean", choices=["mean", "cls"])
+    g.add_argument("--pooling", default="mean", choices=["mean", "cls"], help="token states -> one vector")
     g.add_argument("--dropout", type=float, default=0.1, help="before the linear head")
     g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"],
                    help="attention kernels; auto: on a CPU, plain attention with a cheap dropout mask while "
@@ -72,23 +74,23 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "which a dense AdamW update would rewrite every step for the few hundred rows a batch uses) "
                         "or all (also position and token-type embeddings and their LayerNorm); README")
     g = p.add_argument_group("optimization")
-    g.add_argument("--epochs", type=int, default=5)
+    g.add_argument("--epochs", type=int, default=5, help="passes over the training data")
     g.add_argument("--batch-size", type=int, default=16, help="per device")
-    g.add_argument("--eval-batch-size", type=int, default=64)
+    g.add_argument("--eval-batch-size", type=int, default=64, help="per device, in validation")
     g.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (peak)")
     g.add_argument("--head-lr-mult", type=float, default=10.0, help="the new head learns this many times faster")
-    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's, on weight matrices only")
     g.add_argument("--warmup", type=float, default=0.1, help="fraction of all steps with a linear warm-up")
     g.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
     g.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: no clipping)")
     g.add_argument("--pos-weight", default="none", choices=["none", "auto"],
                    help="auto: weigh each label's positives by negatives/positives (capped by --pos-weight-max)")
-    g.add_argument("--pos-weight-max", type=float, default=10.0)
+    g.add_argument("--pos-weight-max", type=float, default=10.0, help="cap of --pos-weight auto")
     g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
                    help="autocast dtype; auto: bf16 where the hardware runs it fast, fp16 on older GPUs, else off")
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--seed", type=int, default=42, help="initial head weights, dropout, data order")
     g = p.add_argument_group("evaluation")
-    g.add_argument("--threshold", type=float, default=0.5)
+    g.add_argument("--threshold", type=float, default=0.5, help="probability at which a label is predicted")
     g.add_argument("--select-metric", default="micro_f1", help="validation metric that picks best.pt")
     g.add_argument("--tune-objective", default="micro_f1", choices=["micro_f1", "macro_f1"],
                    help="what the thresholds tuned on validation predictions maximise")
@@ -289,7 +291,7 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
     keep_freed_memory(device)
     main = folder is not None
     log = print if main else (lambda *a, **k: None)
-    seed_everything(args.seed)
+    seed_everything(args.seed, rank)
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode, read at first use
         torch.use_deterministic_algorithms(True)
@@ -301,8 +303,9 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
         amp_dtype = trained_dtype(resume["config"].get("amp_dtype", "off"), device)
     else:
         amp_dtype = resolve_amp(args.amp, device)
-    config = {**{k: v for k, v in vars(args).items() if k != "resume_changes"}, "amp_dtype": dtype_name(amp_dtype), "world_size": world_size, "device": str(device),
-              "num_labels": len(label_names), "attention_impl": resolve_attention(args.attention, device.type)}
+    config = {**{k: v for k, v in vars(args).items() if k != "resume_changes"}, "amp_dtype": dtype_name(amp_dtype),
+              "world_size": world_size, "device": str(device), "num_labels": len(label_names),
+              "attention_impl": resolve_attention(args.attention, device.type)}
     if resume:
         config["resumes"] = [*resume["config"].get("resumes", []), {"step": resume["progress"]["step"], "changed": {
             name: {"from": old, "to": new} for name, (old, new) in changes.items()}}]
@@ -334,9 +337,9 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
         if not state.is_finite():
             raise NonFiniteLossError(f"the weights or the training loss became non-finite by step "
                                      f"{progress['step']}; not saved (try a lower --lr or --amp off)")
+        snapshot = state.state_dict()  # on every rank: it gathers their RNG states
         if main:
-            save_checkpoint(last_path, {**static, **state.state_dict(), "metrics": val_metrics or {},
-                                        "thresholds": thresholds})
+            save_checkpoint(last_path, {**static, **snapshot, "metrics": val_metrics or {}, "thresholds": thresholds})
             folder.commit()
         barrier()
 

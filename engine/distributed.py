@@ -29,9 +29,14 @@ def gather_rows(array: np.ndarray) -> np.ndarray:
     """Concatenate the rows every rank holds (ranks may hold different numbers of rows)."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return array
-    parts = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, array)
-    return np.concatenate(parts)
+    return np.concatenate(all_gather_objects(array))
+
+
+def all_gather_objects(value) -> list:
+    """Every rank's `value`, in rank order (a collective call: every rank makes it)."""
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
 
 
 def sum_over_ranks(value: float) -> float:

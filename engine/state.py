@@ -4,12 +4,17 @@ import random
 
 import numpy as np
 import torch
+import torch.distributed as dist
+
+from engine.distributed import all_gather_objects
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Each DDP rank gets its own streams (seed + rank), or every rank would draw the same dropout masks; the
+    model's initial weights still agree, as DDP gives every rank rank 0's."""
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
 
 
 def rng_state() -> dict:
@@ -50,9 +55,14 @@ class TrainState:
         self.loss_sum.zero_()
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "progress": {**self.progress, "epoch_loss_sum": self.loss_sum.item()}, "rng": rng_state()}
+        """Under DDP every rank must call it (the ranks' RNG states are gathered: each rank draws its own
+        dropout masks, and a resumed rank continues its own stream)."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "progress": {**self.progress, "epoch_loss_sum": self.loss_sum.item()}, "rng": rng_state()}
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            state["rng_per_rank"] = all_gather_objects(state["rng"])
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -63,7 +73,9 @@ class TrainState:
         progress = dict(state["progress"])
         self.loss_sum.fill_(progress.pop("epoch_loss_sum", 0.0))
         self.progress.update(progress)
-        set_rng_state(state["rng"])
+        per_rank = state.get("rng_per_rank")
+        world_size = dist.get_world_size() if dist.is_initialized() else 1
+        set_rng_state(per_rank[dist.get_rank()] if per_rank and len(per_rank) == world_size else state["rng"])
 
     def is_finite(self) -> bool:
         """Weights and the epoch's loss so far are all finite (a state worth saving)."""

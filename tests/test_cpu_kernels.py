@@ -113,6 +113,19 @@ def test_under_cpu_autocast_the_residual_stream_is_bf16_and_close_to_fp32():
     assert torch.allclose(half.float(), full, atol=0.05)
 
 
+def test_under_autocast_the_pooling_and_the_head_stay_fp32():
+    """A bf16 head rounds logits to 8 bits of mantissa: many examples get tied probabilities."""
+    register_plain_or_sdpa()
+    ids, mask = padded_batch(20)
+    model = MultiLabelClassifier(small_bert(PLAIN_OR_SDPA), 4).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids, mask)
+        states = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        bf16_head = model.head(states[:, 0])
+    assert logits.dtype == torch.float32 and bf16_head.dtype == torch.bfloat16
+    assert len(torch.unique(logits)) == logits.numel() > len(torch.unique(bf16_head))
+
+
 FAULT_PROBE = """
 import resource, sys, torch
 from engine.memory import keep_freed_memory

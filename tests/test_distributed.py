@@ -23,3 +23,7 @@ def test_two_processes_train_together(tiny_bert, synthetic_folder, tmp_path):
     state = torch.load(out / "best.pt", weights_only=True)
     assert state["config"]["world_size"] == 2
     assert not any(key.startswith("module.") for key in state["model"])
+    # each rank draws its own dropout masks from its own RNG stream, saved for a resume
+    ranks = state["rng_per_rank"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+    assert torch.equal(ranks[0]["torch"], state["rng"]["torch"])

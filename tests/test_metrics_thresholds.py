@@ -27,7 +27,10 @@ def test_metrics_match_hand_computed_values():
     assert m["mRP"] == pytest.approx((2 / 2 + 1 / 1 + 0 / 1) / 3)  # R-Precision: precision at R = number of gold labels
     assert "P@5" not in m  # only 4 labels
     assert m["labels_without_positives"] == ["d"]
-    assert np.isfinite(m["roc_auc_macro"]) and np.isfinite(m["roc_auc_micro"])
+    # ROC-AUC over the labels with positives and negatives (a, b, c): each ranks its positives first (macro 1);
+    # pooled, 17 of the 20 (positive, negative) pairs are in order: 0.6 < 0.7, and 0.4 < 0.7 and 0.55
+    assert m["roc_auc_macro"] == pytest.approx(1.0)
+    assert m["roc_auc_micro"] == pytest.approx(17 / 20)
     rows = per_label_report(PROBS, GOLD, 0.5, ["a", "b", "c", "d"])
     assert [r["label"] for r in rows][:1] == ["a"] and rows[-1] == {
         "label": "d", "support": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "threshold": 0.5}

@@ -125,3 +125,30 @@ def test_each_evaluated_source_gets_its_own_result_file(trained_run, synthetic_f
     assert os.path.exists(out / "eval-best-first.json") and os.path.exists(out / "eval-best-second.json")
     evaluate.main(["--ckpt", str(out / "best.pt"), "--split", "validation"])
     assert os.path.exists(out / "eval-best-validation.json")
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--help"])
+    assert exit_info.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    for flag in ("--lr LR encoder learning rate (peak) (default: 5e-05)", "--epochs EPOCHS passes over the training data (default: 5)",
+                 "--split-seed SPLIT_SEED seed of that carve (default: 0)"):
+        assert flag in shown, flag
+
+
+def test_no_generic_top_level_name_is_installed(tmp_path):
+    """Outside the repository, `import evaluate` (Hugging Face's library) or `import data` must not find ours."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    probe = ("import importlib.util\n"
+             "for name in ('data', 'model', 'engine', 'train', 'evaluate', 'predict'):\n"
+             "    spec = importlib.util.find_spec(name)\n"
+             "    print(name, spec.origin if spec and spec.origin else '-')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert ROOT not in done.stdout, done.stdout
