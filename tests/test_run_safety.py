@@ -275,3 +275,21 @@ def test_8_ctrl_c_during_validation_saves_the_trained_epoch(tiny_bert, synthetic
     resumed, whole = epochs_of(folder), trained_run[2]
     assert [r["val_micro_f1"] for r in resumed] == [r["val_micro_f1"] for r in whole]
     assert [r["val_loss"] for r in resumed] == [r["val_loss"] for r in whole]
+
+
+def test_2_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_start(base_run, capsys):
+    """SIGKILL leaves no chance to clean up: the old run sits in .replaced-run beside the new run's first files.
+    The next train.py in that folder puts it back before anything else."""
+    from engine.run_folder import REPLACED, RunFolder
+
+    base, flags = base_run
+    before = fingerprint(base)
+    folder = RunFolder(str(base))
+    folder.replace_run()  # what the killed run had done ...
+    (base / "config.json").write_text("{}")  # ... and begun to write
+    (base / ".last.pt.x1y2.tmp").write_bytes(b"half")
+    assert not (base / "last.pt").exists() and (base / REPLACED).is_dir()
+    with pytest.raises(SystemExit):  # a new run that takes the folder, then fails on its tokenizer
+        train.main([*flags, "--overwrite", "--max-length", "1"])
+    assert "--max-length 1: leaves no room for text" in capsys.readouterr().err
+    assert fingerprint(base) == before
