@@ -108,12 +108,13 @@ def test_attention_dropout_reaches_the_encoder_and_its_checkpoint(tiny_bert, syn
 def test_a_run_saved_with_the_older_freeze_flag_resumes_with_the_same_choice(trained_run, tmp_path,
                                                                              trained_embeddings):
     from engine.checkpoint import save_checkpoint
+    from engine.config import resolve_args
 
     state = torch.load(trained_run[0] / "last.pt", weights_only=True)
     del state["config"]["freeze_embeddings"]
     state["config"]["freeze_word_embeddings"] = not trained_embeddings
     save_checkpoint(str(tmp_path / "last.pt"), state)
-    args, _ = train.resolve_args(["--resume", str(tmp_path / "last.pt")])
+    args, _ = resolve_args(train.get_args_parser, ["--resume", str(tmp_path / "last.pt")])
     assert args.freeze_embeddings == ("none" if trained_embeddings else "word")
 
 
