@@ -19,6 +19,8 @@ except ImportError:  # not POSIX: no lock
 
 LOCK = ".lock"
 REPLACED = ".replaced-run"  # an overwritten run, kept until the new run's first checkpoint is on disk
+MOVED = ".moved"  # in REPLACED while the whole old run is in there and the folder may hold the new run's files
+DISCARDED = ".replaced-run.discarded"  # REPLACED once the new run has saved, while it is deleted
 HOLDS_RUN = ("last.pt", "best.pt", "metrics.jsonl")
 
 
@@ -95,11 +97,16 @@ class RunFolder:
         for name in os.listdir(self.path):
             if name.startswith(".") and name.endswith(TMP_SUFFIX):
                 os.remove(self.file(name))
-        if os.path.isdir(self.file(REPLACED)):
-            if os.path.exists(self.file("last.pt")):
-                shutil.rmtree(self.file(REPLACED))
-            else:
-                self.restore_replaced()
+        if os.path.isdir(self.file(DISCARDED)):
+            shutil.rmtree(self.file(DISCARDED))
+        if not os.path.isdir(self.file(REPLACED)):
+            return
+        if not os.path.exists(os.path.join(self.file(REPLACED), MOVED)):
+            self._move_back()  # killed while moving the old run aside or back: the folder holds only its files
+        elif os.path.exists(self.file("last.pt")):
+            self.commit()
+        else:
+            self.restore_replaced()
 
     def replace_run(self) -> None:
         """--overwrite: the old run's files move aside (not deleted) until `commit` (the new run has saved a
@@ -115,21 +122,31 @@ class RunFolder:
                     os.replace(self.file(name), os.path.join(aside, name))
                 else:
                     _remove(self.file(name))
+        if keep:
+            open(os.path.join(aside, MOVED), "wb").close()
+            fsync_folder(aside)
         fsync_folder(self.path)
 
     def commit(self) -> None:
-        """The new run has a checkpoint on disk: the run it replaced can go."""
+        """The new run has a checkpoint on disk: the run it replaced can go (renamed first, so that a kill
+        in the middle of deleting it can never be taken for a run to bring back)."""
         if os.path.isdir(self.file(REPLACED)):
-            shutil.rmtree(self.file(REPLACED))
+            os.replace(self.file(REPLACED), self.file(DISCARDED))
+            shutil.rmtree(self.file(DISCARDED))
 
     def restore_replaced(self) -> None:
         """Put back the run that an --overwrite moved aside, removing what the failed new run wrote."""
-        aside = self.file(REPLACED)
-        if not os.path.isdir(aside):
+        if not os.path.isdir(self.file(REPLACED)):
             return
         for name in os.listdir(self.path):
             if is_run_file(name):
                 _remove(self.file(name))
+        os.remove(os.path.join(self.file(REPLACED), MOVED))  # from here on the folder holds only the old run's
+        fsync_folder(self.file(REPLACED))
+        self._move_back()
+
+    def _move_back(self) -> None:
+        aside = self.file(REPLACED)
         for name in os.listdir(aside):
             os.replace(os.path.join(aside, name), self.file(name))
         os.rmdir(aside)

@@ -293,3 +293,29 @@ def test_2_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next
         train.main([*flags, "--overwrite", "--max-length", "1"])
     assert "--max-length 1: leaves no room for text" in capsys.readouterr().err
     assert fingerprint(base) == before
+
+
+def test_2_a_kill_while_the_old_run_is_moved_aside_or_back_loses_nothing(base_run):
+    """Every point where a kill could cut the moves short: the next start finishes or undoes them."""
+    from engine.run_folder import MOVED, REPLACED, RunFolder
+
+    base, _ = base_run
+    before = fingerprint(base)
+    names = sorted(name for name in os.listdir(base) if name != "hparams")
+    for moved in range(1, len(names)):  # killed after moving `moved` files aside, before the marker
+        (base / REPLACED).mkdir()
+        for name in names[:moved]:
+            os.replace(base / name, base / REPLACED / name)
+        folder = RunFolder(str(base))
+        folder.lock()
+        folder.unlock()
+        assert fingerprint(base) == before, moved
+    folder = RunFolder(str(base))
+    folder.replace_run()
+    (base / "config.json").write_text("{}")  # the new run began, failed, and its files were removed ...
+    os.remove(base / "config.json")
+    os.remove(base / REPLACED / MOVED)  # ... and the old run was on its way back when the kill came
+    os.replace(base / REPLACED / "best.pt", base / "best.pt")
+    folder.lock()
+    folder.unlock()
+    assert fingerprint(base) == before
