@@ -11,7 +11,7 @@ import sys
 
 from data import DataError, load_examples
 from engine.checkpoint import atomic_write, write_json
-from engine.cli import ShowDefaults, check_device, check_output_file, run_cli
+from engine.cli import ShowDefaults, check_at_least_one, check_device, check_output_file, run_cli
 from engine.inference import Predictor, prediction_records
 from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
@@ -73,10 +73,7 @@ def format_report(metrics: dict, per_label: list[dict], source: str, n: int) -> 
 
 def check_args(args) -> None:
     """Everything that can be checked before the checkpoint and the data are read."""
-    for flag in ("batch_size", "max_eval_samples"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise DataError(f"--{flag.replace('_', '-')} {value}: must be at least 1")
+    check_at_least_one(args, "batch_size", "max_eval_samples")
     check_device(args.device)
     check_output_file(args.output, "--output")
     check_output_file(args.save_predictions, "--save-predictions")

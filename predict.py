@@ -9,7 +9,7 @@ import json
 import sys
 
 from data import DataError, Examples, read_texts
-from engine.cli import ShowDefaults, check_device, run_cli
+from engine.cli import ShowDefaults, check_at_least_one, check_device, run_cli
 from engine.inference import Predictor, prediction_records
 from engine.thresholds import choose_thresholds
 
@@ -65,8 +65,7 @@ def format_prediction(record: dict, limit: int = 100) -> str:
 
 
 def run(args) -> list[dict]:
-    if args.batch_size is not None and args.batch_size < 1:
-        raise DataError(f"--batch-size {args.batch_size}: must be at least 1")
+    check_at_least_one(args, "batch_size")
     check_device(args.device)
     predictor = Predictor(args.ckpt, args.device, batch_size=args.batch_size)
     tuned = predictor.state.get("thresholds")

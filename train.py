@@ -144,6 +144,10 @@ def validate(model, loader, device, amp_dtype, loss_fn, args, label_names, examp
     return metrics, thresholds
 
 
+def continue_with(output_dir: str) -> str:
+    return f"continue with: python train.py --resume auto --output-dir {output_dir}"
+
+
 def run(args, resume: dict | None) -> dict:
     """Takes the run folder (locked for this process), trains, and on any failure or signal leaves it as it
     was: an overwritten run comes back unless the new one has saved a checkpoint."""
@@ -164,9 +168,8 @@ def run(args, resume: dict | None) -> dict:
             folder.abandon()
             if isinstance(e, Interrupted) and not e.explained:
                 saved = os.path.exists(folder.file("last.pt"))
-                e.args = (f"{e}: " + (f"continue with: python train.py --resume auto --output-dir {args.output_dir}"
-                                      if saved else "before the first checkpoint; nothing was saved and the run "
-                                                    "folder is as it was"),)
+                e.args = (f"{e}: " + (continue_with(args.output_dir) if saved else "before the first checkpoint; "
+                                      "nothing was saved and the run folder is as it was"),)
         raise
     finally:
         if folder:
@@ -233,8 +236,8 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
         """Save where the run stands (after a whole optimizer step) and end with the line that continues it."""
         save_last()
         raise Interrupted(signum, f"interrupted by {NAMES[signum]}: last.pt saved at epoch {progress['epoch'] + 1}, "
-                                  f"batch {progress['batches_done']} (step {progress['step']}); continue with: "
-                                  f"python train.py --resume auto --output-dir {args.output_dir}")
+                                  f"batch {progress['batches_done']} (step {progress['step']}); "
+                                  + continue_with(args.output_dir))
 
     def on_step(state):
         step = progress["step"]

@@ -43,6 +43,14 @@ def fail(message: str):
     raise SystemExit(2) from None
 
 
+def check_at_least_one(args, *names: str) -> None:
+    """Each of these flags is unset (None) or at least 1."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+
+
 def check_device(name: str) -> None:
     if name == "auto":
         return

@@ -7,7 +7,7 @@ import time
 
 from data.errors import InputError
 from engine.checkpoint import load_checkpoint
-from engine.cli import check_device, check_writable_folder
+from engine.cli import check_at_least_one, check_device, check_writable_folder
 
 SELECTABLE_METRICS = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "roc_auc_micro", "roc_auc_macro",
                       "subset_accuracy", "jaccard_samples", "lrap", "P@1", "P@3", "P@5", "nDCG@1", "nDCG@3",
@@ -33,10 +33,8 @@ def check_args(args, parser: argparse.ArgumentParser) -> None:
         value = getattr(args, action.dest, None)
         if action.type is float and value is not None and not math.isfinite(value):
             raise ConfigError(f"--{action.dest.replace('_', '-')} {value}: must be a finite number")
-    positive = ("epochs", "batch_size", "eval_batch_size", "max_length", "grad_accum", "log_every")
-    for name in positive:
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    check_at_least_one(args, "epochs", "batch_size", "eval_batch_size", "max_length", "grad_accum", "log_every",
+                       "max_train_samples", "max_eval_samples")
     for name in ("lr", "weight_decay", "head_lr_mult", "clip_grad", "pos_weight_max", "save_every", "workers",
                  "tune_min_positives", "seed", "split_seed"):
         if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
@@ -45,9 +43,6 @@ def check_args(args, parser: argparse.ArgumentParser) -> None:
     for name in ("dropout", "attention_dropout", "warmup", "threshold", "val_fraction"):
         if getattr(args, name) is not None and not 0 <= getattr(args, name) <= 1:
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be between 0 and 1")
-    for name in ("max_train_samples", "max_eval_samples"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     if args.select_metric not in SELECTABLE_METRICS:
         raise ConfigError(f"--select-metric {args.select_metric}: choose one of {', '.join(SELECTABLE_METRICS)}")
     if not args.label_separator:

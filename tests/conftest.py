@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random BERT written to disk, and a synthetic multi-label task it can learn."""
 import csv
+import hashlib
 import json
 import os
 import random
@@ -76,6 +77,16 @@ def trained_run(tiny_bert, synthetic_folder, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("run")
     summary = train.main(tiny_train_args(tiny_bert, synthetic_folder, out))
-    with open(out / "metrics.jsonl") as f:
-        epochs = [json.loads(line) for line in f]
-    return out, summary, epochs
+    return out, summary, epochs_of(out)
+
+
+def fingerprint(folder) -> dict:
+    """Every file below `folder` (relative path -> content hash)."""
+    return {os.path.relpath(os.path.join(root, name), folder):
+            hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def epochs_of(folder) -> list[dict]:
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]

@@ -1,5 +1,4 @@
 """Bad input: one line naming the file, row, column or flag, exit status 2, and the previous run untouched."""
-import hashlib
 import json
 import os
 import shutil
@@ -10,7 +9,7 @@ import torch
 
 import evaluate
 import train
-from conftest import LABELS, synthetic_rows, tiny_train_args, write_flag_tsv
+from conftest import LABELS, fingerprint, synthetic_rows, tiny_train_args, write_flag_tsv
 
 
 def expect_error(main, argv, capsys, fragment):
@@ -22,10 +21,6 @@ def expect_error(main, argv, capsys, fragment):
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and fragment in errors[0], err
     return errors[0]
-
-
-def fingerprint(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 @pytest.fixture

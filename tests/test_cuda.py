@@ -1,7 +1,6 @@
 """The CUDA paths, on a real GPU: autocast in bf16 and fp16 (with its GradScaler), pinned memory and non-blocking
 copies, SDPA on CUDA, the CUDA RNG state in a kill-and-resume, and checkpoints that move between CUDA and CPU.
 Skipped, with the reason, where CUDA is absent; `bash bench/gpu_check.sh OUT` runs them on a GPU machine."""
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import torch
 
 import evaluate
 import train
-from conftest import ROOT, tiny_train_args
+from conftest import ROOT, epochs_of, tiny_train_args
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")]
@@ -21,11 +20,6 @@ pytestmark = [pytest.mark.cuda,
 
 def cuda_args(tiny_bert, data, out, *extra):
     return tiny_train_args(tiny_bert, data, out, "--device", "cuda", *extra)
-
-
-def epochs_of(folder):
-    with open(os.path.join(folder, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

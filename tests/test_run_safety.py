@@ -1,5 +1,4 @@
 """No run is lost or silently wrong: each case of issue 10, through real train.py / evaluate.py processes."""
-import hashlib
 import json
 import os
 import shutil
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 import train
-from conftest import LABELS, ROOT, synthetic_rows, tiny_train_args, write_flag_tsv
+from conftest import LABELS, ROOT, epochs_of, fingerprint, synthetic_rows, tiny_train_args, write_flag_tsv
 
 
 def cli(script, *argv, cwd=ROOT, umask=None, timeout=300) -> subprocess.CompletedProcess:
@@ -40,18 +39,6 @@ def one_error_line(done: subprocess.CompletedProcess, fragment: str, status: int
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and fragment in lines[0], done.stderr[-3000:]
     return lines[0]
-
-
-def fingerprint(folder) -> dict:
-    """Every file below `folder` (relative path -> content hash)."""
-    return {os.path.relpath(os.path.join(root, name), folder):
-            hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
-            for root, _, names in os.walk(folder) for name in names}
-
-
-def epochs_of(folder) -> list[dict]:
-    with open(os.path.join(folder, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="module")
