@@ -11,14 +11,16 @@ import sys
 
 from data import DataError, load_examples
 from engine.checkpoint import atomic_write, write_json
-from engine.cli import ShowDefaults, check_at_least_one, check_device, check_output_file, run_cli
+from engine.cli import check_at_least_one, check_device, check_output_file, run_cli
+from engine.flags import ShowDefaults
 from engine.inference import Predictor, prediction_records
 from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
 
 HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_precision", "micro_recall",
             "roc_auc_micro", "roc_auc_macro", "subset_accuracy", "hamming_loss", "jaccard_samples", "lrap",
-            "P@1", "P@3", "P@5", "nDCG@1", "nDCG@3", "nDCG@5", "mRP")
+            "precision_at_1", "precision_at_3", "precision_at_5", "ndcg_at_1", "ndcg_at_3", "ndcg_at_5",
+            "mean_r_precision")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,8 @@ import json
 import sys
 
 from data import DataError, Examples, read_texts
-from engine.cli import ShowDefaults, check_at_least_one, check_device, run_cli
+from engine.cli import check_at_least_one, check_device, run_cli
+from engine.flags import ShowDefaults
 from engine.inference import Predictor, prediction_records
 from engine.thresholds import choose_thresholds
 

@@ -8,7 +8,8 @@
 #    on CUDA, checkpoints moved between CUDA and CPU);
 # 3. a random-weight BERT of bert-base's shape and synthetic documents (bench/gpu_data.py);
 # 4. bench/speed.py on long documents (all truncated at 300 tokens) and on short ones: (a) the notebook's
-#    Trainer, (b) the tuned Trainer, (c) this codebase: samples/s, tokens/s, MFU against the bf16 matmul
+#    Trainer, (b) the tuned Trainer, (c) this codebase, and on the long ones (d) this codebase with
+#    --long-doc chunk: samples/s, tokens/s, MFU against the bf16 matmul
 #    peak measured in the same run, peak GPU memory.
 # Everything it prints goes to OUT_DIR: report.md (the summary), cuda-tests.txt, speed-long.txt, speed-short.txt.
 # GPU_CHECK_SMOKE=1 runs the same steps with a tiny model and a few steps (on a CPU, the CUDA tests skip).
@@ -65,8 +66,10 @@ code=$?
 python bench/gpu_data.py "$work/data" "${model_flags[@]}" > /dev/null 2> "$out/gpu-data.txt" || failed+=("bench/gpu_data.py")
 for kind in long short; do
   echo -e "\n## Speed, $kind documents" >> "$report"
+  variants=abc
+  [ "$kind" = long ] && variants=abcd  # (d): every window of a long document (--long-doc chunk)
   timeout "$speed_timeout" python bench/speed.py --model "$work/data/model" --data "$work/data/$kind" \
-      "${speed_flags[@]}" > "$out/speed-$kind.txt" 2>&1
+      --variants "$variants" "${speed_flags[@]}" > "$out/speed-$kind.txt" 2>&1
   code=$?
   [ $code -eq 0 ] || failed+=("speed, $kind (exit $code)")
   { echo '```'; grep -vE "^round " "$out/speed-$kind.txt" | tail -n 16; echo '```'; } >> "$report"

@@ -23,8 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWEETS = os.path.join(ROOT, "..", "shared", "data", "semeval2018_ec", "train.tsv")
 
 
-def write_documents(path: str, n: int, seed: int = 0, max_tweets: int = 14) -> None:
-    """A tsv of `n` documents, each 1 to `max_tweets` tweets joined, labelled with the union of their labels."""
+def write_documents(path: str, n: int, seed: int = 0, max_tweets: int = 14, min_tweets: int = 1) -> None:
+    """A tsv of `n` documents, each `min_tweets` to `max_tweets` tweets joined, labelled with the union of their
+    labels."""
     with open(TWEETS, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     header, tweets = rows[0], rows[1:]
@@ -33,7 +34,7 @@ def write_documents(path: str, n: int, seed: int = 0, max_tweets: int = 14) -> N
         writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
         writer.writerow(["id", "text", *header[2:]])
         for i in range(n):
-            parts = rng.sample(tweets, rng.randint(1, max_tweets))
+            parts = rng.sample(tweets, rng.randint(min_tweets, max_tweets))
             labels = [max(int(p[j]) for p in parts) for j in range(2, len(header))]
             writer.writerow([f"doc{i}", " ".join(p[1].replace("\t", " ") for p in parts), *labels])
 

@@ -26,7 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 VARIANTS = {"a": "Trainer, notebook (max_length padding, fp32)",
             "b": "Trainer, tuned (dynamic padding, group_by_length, bf16 if fast)",
-            "c": "this codebase, defaults"}
+            "c": "this codebase, defaults",
+            "d": "this codebase, --long-doc chunk (every window of a document; samples are documents)"}
 
 
 def cpu_name() -> str:
@@ -70,9 +71,10 @@ def model_flops(encoder, lengths) -> float:
     return float(np.sum(2 * weights * lengths + 4 * lengths ** 2 * cfg.hidden_size * cfg.num_hidden_layers))
 
 
-def work(encoder, lengths, prefix) -> dict:
-    """What a timed phase computed: its examples, their real tokens and forward FLOPs."""
-    return {f"{prefix}_samples": len(lengths), f"{prefix}_tokens": int(sum(lengths)),
+def work(encoder, lengths, prefix, samples=None) -> dict:
+    """What a timed phase computed: its examples (`samples`, else one per sequence), their sequences' real
+    tokens and forward FLOPs."""
+    return {f"{prefix}_samples": len(lengths) if samples is None else samples, f"{prefix}_tokens": int(sum(lengths)),
             f"{prefix}_flops": model_flops(encoder, lengths)}
 
 
@@ -166,50 +168,49 @@ class FirstBatches:
         return self.n
 
 
-def run_ours(args) -> dict:
+def run_ours(args, chunk: bool = False) -> dict:
     import torch
 
     import train as train_cli
-    from data import build_loader, tokenize
+    from data import LongDoc, build_loader, tokenize
     from engine.amp import dtype_name, resolve_amp
     from engine.loop import predict, train_one_epoch
-    from engine.memory import keep_freed_memory
-    from engine.optim import build_optimizer, build_scheduler
-    from engine.state import TrainState
-    from model import build_model, load_tokenizer, resolve_attention
+    from engine.state import build_train_state
+    from model import attention_impl, cpu_fast, load_tokenizer, resolve_attention
 
     cfg = vars(train_cli.get_args_parser().parse_args(
         ["--model", args.model, "--data", args.data, "--max-length", str(args.max_length),
-         "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.eval_batch_size), *args.ours_flags]))
+         "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.eval_batch_size), *args.ours_flags,
+         *(["--long-doc", "chunk"] if chunk else [])]))
     train, val, names = load_data(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    keep_freed_memory(device)  # as train.py does
+    fast = cpu_fast.enabled(cfg)
+    if fast:
+        cpu_fast.keep_freed_memory(device)  # as engine/trainer.py does
     tokenizer = load_tokenizer(args.model)
-    train_set = tokenize(train, tokenizer, args.max_length, len(names), None)
-    val_set = tokenize(val, tokenizer, args.max_length, len(names), None)
-    amp_dtype = resolve_amp(cfg["amp"], device)
-    cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type)
+    long_doc = LongDoc.from_config(cfg)
+    train_set = tokenize(train, tokenizer, args.max_length, len(names), None, long_doc)
+    val_set = tokenize(val, tokenizer, args.max_length, len(names), None, long_doc)
+    amp_dtype = resolve_amp(cfg["amp"], device, fast)
+    cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type, fast)
     torch.manual_seed(0)
-    model = build_model(cfg, len(names)).to(device)
-    optimizer = build_optimizer(model, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])
-    scheduler = build_scheduler(optimizer, args.warmup_steps + args.steps, cfg["warmup"])
-    state = TrainState(model, optimizer, scheduler,
-                       torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16))
+    state = build_train_state(cfg, len(names), args.warmup_steps + args.steps, device, amp_dtype)
+    model = state.model
+    cfg["attention_impl"] = attention_impl(model)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     loader = build_loader(train_set, args.batch_size, tokenizer.pad_token_id, True, 0, device)
     timed = []  # real lengths of the timed batches
 
     def counted(iterator):
         for batch in iterator:
-            timed.extend(batch["attention_mask"].sum(1).tolist())
+            timed.extend(batch["attention_mask"].sum(1).tolist())  # every window's tokens, when chunked
             yield batch
 
     batches = counted(iter(loader))  # consecutive FirstBatches continue where the last one stopped
 
     def run_steps(n):
         chunk = FirstBatches(batches, n)
-        return train_one_epoch(state, chunk, loss_fn, device, amp_dtype, clip_grad=cfg["clip_grad"],
-                               log_every=10 ** 9)
+        return train_one_epoch(state, chunk, loss_fn, clip_grad=cfg["clip_grad"], log_every=10 ** 9)
 
     run_steps(args.warmup_steps)
     timed.clear()
@@ -219,14 +220,15 @@ def run_ours(args) -> dict:
     start = time.perf_counter()
     predict(model, val_loader, device, amp_dtype)
     eval_seconds = time.perf_counter() - start
-    assert len(timed) == stats["examples"]
+    assert chunk or len(timed) == stats["examples"]
     return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds,
             "dtype": "fp32" if amp_dtype is None else dtype_name(amp_dtype), "attention": cfg["attention_impl"],
-            **work(model.encoder, timed, "train"), **work(model.encoder, val_set.lengths.tolist(), "eval")}
+            **work(model.encoder, timed, "train", stats["examples"]),
+            **work(model.encoder, val_set.window_lengths.tolist(), "eval", len(val_set))}
 
 
 def worker(args):
-    result = run_ours(args) if args.worker == "c" else run_trainer(args, args.worker)
+    result = run_ours(args, args.worker == "d") if args.worker in "cd" else run_trainer(args, args.worker)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch
 
@@ -262,7 +264,7 @@ def main():
     p.add_argument("--isa", default="native", choices=["native", "avx2"],
                    help="avx2: limit PyTorch's, MKL's and oneDNN's kernels to AVX2, as on an AVX2-only CPU "
                         "(bf16 then counts as unsupported, so (b) and (c) train in fp32)")
-    p.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="extra train.py flags for (c); last")
+    p.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="extra train.py flags for (c) and (d); last")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.isa == "avx2":  # read when torch loads: set here, before the import, and inherited by the workers
@@ -316,11 +318,11 @@ def report(best, peaks):
         label = f"({variant}) {VARIANTS[variant]} [{r['dtype']}]"
         print(f"{label:60s} {r['train_sps']:8.1f} {r['train_tps']:7.0f} {r['train_fps'] / peak:5.0%} "
               f"{r['eval_sps']:8.1f} {r['eval_tps']:7.0f} {r['eval_fps'] / peak:5.0%} {r['peak_rss_mb']:8.0f}")
-    if "c" in best:
-        for other in "ab":
-            if other in best:
-                ratios = {key: best["c"][key] / best[other][key] for key in ("train_sps", "train_tps", "eval_sps", "eval_tps")}
-                print(f"ours/({other}): training {ratios['train_sps']:.2f}x (real tokens/s {ratios['train_tps']:.2f}x), "
+    for ours in "cd":
+        for other in "abc"[:"cd".index(ours) + 2]:
+            if ours in best and other in best and other != ours:
+                ratios = {key: best[ours][key] / best[other][key] for key in ("train_sps", "train_tps", "eval_sps", "eval_tps")}
+                print(f"({ours})/({other}): training {ratios['train_sps']:.2f}x (real tokens/s {ratios['train_tps']:.2f}x), "
                       f"evaluation {ratios['eval_sps']:.2f}x (real tokens/s {ratios['eval_tps']:.2f}x)")
     print("real tokens per timed example: " + ", ".join(
         f"({v}) train {r['train_mean_tokens']:.1f} eval {r['eval_mean_tokens']:.1f}" for v, r in best.items()))

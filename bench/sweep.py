@@ -3,7 +3,8 @@
     python bench/sweep.py --data ../shared/data/semeval2018_ec --epochs 5 \
         --variant="" --variant="--pooling cls" --variant="--head-lr-mult 1"
 
-Prints one row per variant: best validation micro-F1 and macro-F1, the epoch, and seconds per epoch.
+Prints one row per variant: best validation micro-F1 and macro-F1, the epoch, seconds per epoch, and
+milliseconds per document in training and in validation (its metrics and threshold tuning included).
 """
 import argparse
 import contextlib
@@ -29,6 +30,8 @@ def run_variant(common: list[str], variant: str, out_root: str) -> dict:
     best = max(epochs, key=lambda r: r["val_micro_f1"])
     return {"variant": variant or "(defaults)", "micro_f1": best["val_micro_f1"], "macro_f1": best["val_macro_f1"],
             "epoch": best["epoch"], "s_per_epoch": sum(r["train_seconds"] for r in epochs) / len(epochs),
+            "train_ms_per_doc": 1000 * sum(r["train_seconds"] for r in epochs) / sum(r["train_examples"] for r in epochs),
+            "val_ms_per_doc": 1000 * best.get("val_seconds", float("nan")) / max(1, best.get("val_examples", 0)),
             "curve": [round(r["val_micro_f1"], 4) for r in epochs]}
 
 
@@ -42,11 +45,12 @@ def main():
     args = p.parse_args()
     common = ["--model", args.model, "--data", args.data, "--epochs", str(args.epochs)]
     out_root = args.out or tempfile.mkdtemp(prefix="sweep-")
-    print(f"{'variant':40s} {'micro_f1':>8s} {'macro_f1':>8s} {'epoch':>5s} {'s/epoch':>7s}  curve", flush=True)
+    print(f"{'variant':40s} {'micro_f1':>8s} {'macro_f1':>8s} {'epoch':>5s} {'s/epoch':>7s} {'ms/doc':>6s} "
+          f"{'val ms/doc':>10s}  curve", flush=True)
     for variant in args.variant or [""]:
         r = run_variant(common, variant, out_root)
-        print(f"{r['variant']:40s} {r['micro_f1']:8.4f} {r['macro_f1']:8.4f} {r['epoch']:5d} {r['s_per_epoch']:7.1f}  "
-              f"{r['curve']}", flush=True)
+        print(f"{r['variant']:40s} {r['micro_f1']:8.4f} {r['macro_f1']:8.4f} {r['epoch']:5d} {r['s_per_epoch']:7.1f} "
+              f"{r['train_ms_per_doc']:6.1f} {r['val_ms_per_doc']:10.1f}  {r['curve']}", flush=True)
 
 
 if __name__ == "__main__":

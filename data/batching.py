@@ -1,6 +1,8 @@
-"""Token ids in flat arrays, batches of similar length, and padding to the longest example of a batch."""
+"""Token ids in flat arrays, batches of similar length, and padding to the longest example of a batch; a text
+longer than the window is truncated, cut to its head and tail, or split into overlapping windows."""
 import hashlib
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -8,12 +10,42 @@ import torch
 from data.labels import Examples
 
 
-class TokenizedExamples:
-    """All token ids of a split in one int32 array with offsets (a list of lists would cost 10x the memory)."""
+class LongDoc(NamedTuple):
+    """What becomes of a text longer than `max_length` tokens (train.py's `--long-doc`, `--stride`,
+    `--max-chunks`): `truncate` keeps its start; `head-tail` keeps the first quarter and the last three
+    quarters of the token budget (Sun et al. 2019 found head 128 + tail 382 of 512 best for long reviews);
+    `chunk` cuts it into windows of `max_length` tokens (special tokens included) that share `stride` tokens,
+    at most `max_chunks` from its start, each encoded on its own."""
+    mode: str = "truncate"
+    stride: int = 64
+    max_chunks: int = 8
 
-    def __init__(self, token_ids: np.ndarray, offsets: np.ndarray, labels: list[list[int]], num_labels: int):
+    @classmethod
+    def from_config(cls, cfg: dict) -> "LongDoc":
+        """A run's setting (runs from before `--long-doc` truncated)."""
+        return cls(cfg.get("long_doc", "truncate"), cfg.get("stride", 64), cfg.get("max_chunks", 8))
+
+
+class TokenizedExamples:
+    """All token ids of a split in one int32 array with offsets (a list of lists would cost 10x the memory).
+    With chunked documents the rows are windows and document i owns windows `doc_offsets[i]:doc_offsets[i+1]`
+    (`doc_offsets` is None when every document is one window). `lengths`: tokens per document, all its windows
+    together (what batching by length groups on)."""
+
+    def __init__(self, token_ids: np.ndarray, offsets: np.ndarray, labels: list[list[int]], num_labels: int,
+                 doc_offsets: np.ndarray | None = None):
         self.token_ids, self.offsets, self.labels, self.num_labels = token_ids, offsets, labels, num_labels
-        self.lengths = np.diff(offsets)
+        self.doc_offsets = doc_offsets
+        self.window_lengths = np.diff(offsets)
+        self.lengths = self.window_lengths if doc_offsets is None else np.add.reduceat(
+            self.window_lengths, doc_offsets[:-1]) if len(doc_offsets) > 1 else np.zeros(0, dtype=np.int64)
+
+    def max_windows(self) -> int:
+        return 1 if self.doc_offsets is None else int(np.diff(self.doc_offsets).max(initial=0))
+
+    def windows_of(self, index: int) -> range:
+        return range(index, index + 1) if self.doc_offsets is None else range(
+            self.doc_offsets[index], self.doc_offsets[index + 1])
 
     def __len__(self):
         return len(self.lengths)
@@ -22,26 +54,35 @@ class TokenizedExamples:
         return index
 
 
-def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int,
-             cache_dir: str | None = None) -> TokenizedExamples:
-    """Tokenize once; the result is cached by tokenizer, max length and text content."""
+def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int, cache_dir: str | None = None,
+             long_doc: LongDoc = LongDoc()) -> TokenizedExamples:
+    """Tokenize once; the result is cached by tokenizer, max length, long-document setting and text content."""
     cache_file = None
     if cache_dir:
-        key = hashlib.sha256(f"{_tokenizer_fingerprint(tokenizer)}|{max_length}".encode())
+        setting = "" if long_doc.mode == "truncate" else f"|{long_doc}"
+        key = hashlib.sha256(f"{_tokenizer_fingerprint(tokenizer)}|{max_length}{setting}".encode())
         for text in examples.texts:
             key.update(text.encode())
             key.update(b"\0")
         cache_file = os.path.join(cache_dir, f"tokens-{key.hexdigest()[:24]}.npz")
         if os.path.exists(cache_file):
             with np.load(cache_file) as cached:
-                return TokenizedExamples(cached["token_ids"], cached["offsets"], examples.labels, num_labels)
-    token_ids, offsets = _tokenize_in_batches(examples.texts, tokenizer, max_length)
+                return TokenizedExamples(cached["token_ids"], cached["offsets"], examples.labels, num_labels,
+                                         cached["doc_offsets"] if "doc_offsets" in cached else None)
+    doc_offsets = None
+    if long_doc.mode == "truncate":
+        token_ids, offsets = _tokenize_in_batches(examples.texts, tokenizer, max_length)
+    else:
+        token_ids, offsets, doc_offsets = _windows(examples.texts, tokenizer, max_length, long_doc)
     if cache_file:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = f"{cache_file}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, token_ids=token_ids, offsets=offsets)
+        arrays = {"token_ids": token_ids, "offsets": offsets}
+        if doc_offsets is not None:
+            arrays["doc_offsets"] = doc_offsets
+        np.savez(tmp, **arrays)
         os.replace(tmp, cache_file)
-    return TokenizedExamples(token_ids, offsets, examples.labels, num_labels)
+    return TokenizedExamples(token_ids, offsets, examples.labels, num_labels, doc_offsets)
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:
@@ -64,6 +105,40 @@ def _tokenize_in_batches(texts, tokenizer, max_length, batch_size=2000):
     return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)), offsets
 
 
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single text ([CLS] and [SEP] for BERT)."""
+    with_special = tokenizer("a")["input_ids"]
+    content = tokenizer("a", add_special_tokens=False)["input_ids"]
+    for start in range(len(with_special) - len(content) + 1):
+        if with_special[start:start + len(content)] == content:
+            return with_special[:start], with_special[start + len(content):]
+    raise ValueError(f"{type(tokenizer).__name__}: cannot tell its special tokens from the text's")
+
+
+def _windows(texts, tokenizer, max_length: int, long_doc: LongDoc, batch_size: int = 500):
+    """Head-tail: one row per text. Chunk: the windows of every text, and each text's first window."""
+    prefix, suffix = special_tokens(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    step = budget - long_doc.stride
+    rows, docs = [], [0]
+    for start in range(0, len(texts), batch_size):
+        encoded = tokenizer(texts[start:start + batch_size], add_special_tokens=False, return_attention_mask=False,
+                            return_token_type_ids=False, verbose=False)["input_ids"]
+        for ids in encoded:
+            if long_doc.mode == "head-tail":
+                head = budget // 4
+                parts = [ids if len(ids) <= budget else ids[:head] + ids[len(ids) - (budget - head):]]
+            else:
+                last = max(1, min(long_doc.max_chunks, 1 + -(-max(0, len(ids) - budget) // step)))
+                parts = [ids[i * step:i * step + budget] for i in range(last)]
+            rows += [prefix + part + suffix for part in parts]
+            docs.append(len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=offsets[1:])
+    token_ids = np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(offsets[-1]))
+    return token_ids, offsets, np.asarray(docs, dtype=np.int64) if long_doc.mode == "chunk" else None
+
+
 class Collator:
     """Pads a batch to its longest example (rounded up to `pad_to_multiple_of`) and builds multi-hot labels."""
 
@@ -71,20 +146,27 @@ class Collator:
         self.examples, self.pad_token_id, self.multiple = examples, pad_token_id, pad_to_multiple_of
 
     def __call__(self, indices) -> dict:
+        """`labels` and `index` have a row per document; `input_ids` and `attention_mask` a row per window,
+        and with chunked documents `window_doc` gives each window's document (its row in `labels`)."""
         ex = self.examples
         indices = np.asarray(indices)
-        lengths = ex.lengths[indices]
+        windows = [w for i in indices for w in ex.windows_of(i)]
+        lengths = ex.window_lengths[windows]
         width = -(-int(lengths.max()) // self.multiple) * self.multiple
-        input_ids = np.full((len(indices), width), self.pad_token_id, dtype=np.int64)
-        for row, (i, n) in enumerate(zip(indices, lengths)):
-            input_ids[row, :n] = ex.token_ids[ex.offsets[i]:ex.offsets[i] + n]
+        input_ids = np.full((len(windows), width), self.pad_token_id, dtype=np.int64)
+        for row, (w, n) in enumerate(zip(windows, lengths)):
+            input_ids[row, :n] = ex.token_ids[ex.offsets[w]:ex.offsets[w] + n]
         labels = np.zeros((len(indices), ex.num_labels), dtype=np.float32)
         for row, i in enumerate(indices):
             labels[row, ex.labels[i]] = 1.0
-        return {"input_ids": torch.from_numpy(input_ids),
-                "attention_mask": torch.from_numpy(np.arange(width) < lengths[:, None]),
-                "labels": torch.from_numpy(labels),
-                "index": torch.from_numpy(indices.astype(np.int64))}
+        batch = {"input_ids": torch.from_numpy(input_ids),
+                 "attention_mask": torch.from_numpy(np.arange(width) < lengths[:, None]),
+                 "labels": torch.from_numpy(labels),
+                 "index": torch.from_numpy(indices.astype(np.int64))}
+        if ex.doc_offsets is not None:
+            batch["window_doc"] = torch.from_numpy(np.repeat(np.arange(len(indices)), [
+                len(ex.windows_of(i)) for i in indices]))
+        return batch
 
 
 class LengthGroupedBatchSampler:

@@ -1,14 +1,14 @@
 """Mixed precision: which autocast dtype to use on this device, decided at run time."""
-import time
-
 import torch
 
 from data.errors import InputError
+from model.cpu_fast import cpu_bf16_is_fast
 
 
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """`auto`: bf16 on a GPU that has it (else fp16); on a CPU, bf16 only where it runs matmuls clearly faster
-    than fp32 (AMX, AVX512-BF16); an AVX2-only CPU emulates bf16 hundreds of times slower."""
+def resolve_amp(mode: str, device: torch.device, fast_paths: bool = True) -> torch.dtype | None:
+    """`auto`: bf16 on a GPU that has it (else fp16); on a CPU, with the fast paths (`model.cpu_fast`), bf16
+    only where it runs matmuls clearly faster than fp32 (AMX, AVX512-BF16; an AVX2-only CPU emulates bf16
+    hundreds of times slower), and without them fp32."""
     if mode == "off":
         return None
     if device.type == "cuda":
@@ -19,7 +19,7 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
         raise InputError("--amp fp16 needs a CUDA device; on a CPU use bf16, auto or off")
     if mode == "bf16":
         return torch.bfloat16
-    return torch.bfloat16 if cpu_bf16_is_fast() else None
+    return torch.bfloat16 if fast_paths and cpu_bf16_is_fast() else None
 
 
 def trained_dtype(name: str, device: torch.device) -> torch.dtype | None:
@@ -39,26 +39,6 @@ def inference_dtype(trained: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and (dtype == torch.float16 or (dtype == torch.bfloat16 and not cpu_bf16_is_fast())):
         return resolve_amp("auto", device)
     return dtype
-
-
-def cpu_bf16_is_fast() -> bool:
-    """bf16 autocast pays on a CPU whose bf16 matmul is clearly faster than fp32 (AMX: ~6x, AVX512-BF16: ~2x)."""
-    return cpu_bf16_speedup() > 1.3
-
-
-def cpu_bf16_speedup(size: int = 512, repeats: int = 10) -> float:
-    """Time of an fp32 matmul over a bf16 one of the same size on this CPU (a few milliseconds)."""
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return 0.0
-    seconds = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-        a @ b
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        seconds[dtype] = time.perf_counter() - start
-    return seconds[torch.float32] / seconds[torch.bfloat16]
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

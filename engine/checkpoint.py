@@ -8,6 +8,7 @@ import tempfile
 import torch
 
 from data.errors import InputError
+from engine.metrics import current_name
 
 
 class CheckpointError(InputError):
@@ -96,6 +97,10 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     problem = checkpoint_problem(state)
     if problem:
         raise CheckpointError(f"{path}: not a usable checkpoint of this project: {problem}")
+    if isinstance(state["config"].get("select_metric"), str):  # metrics a former version named P@5, mRP
+        state["config"]["select_metric"] = current_name(state["config"]["select_metric"])
+    if isinstance(state.get("metrics"), dict):
+        state["metrics"] = {current_name(key): value for key, value in state["metrics"].items()}
     return state
 
 
@@ -106,6 +111,9 @@ CONFIG_FIELDS = {"model": str, "pooling": str, "dropout": NUMBER, "max_length": 
                  "split_seed": int, "label_separator": str}
 CONFIG_CHOICES = {"pooling": ("mean", "cls"), "amp_dtype": ("off", "bf16", "fp16"),
                   "attention_impl": ("sdpa", "eager", "plain_or_sdpa")}
+# Fields added later: a checkpoint from before them lacks them, and the reader's default stands in.
+LATER_CONFIG_CHOICES = {"fast_paths": ("on", "off"), "long_doc": ("truncate", "head-tail", "chunk"),
+                        "chunk_pool": ("max", "mean"), "loss": ("bce", "focal", "asl")}
 
 
 def checkpoint_problem(state: dict) -> str | None:
@@ -119,6 +127,12 @@ def checkpoint_problem(state: dict) -> str | None:
             return f"config[{name!r}] is {value!r}"
         if name in CONFIG_CHOICES and value not in CONFIG_CHOICES[name]:
             return f"config[{name!r}] is {value!r} (expected one of {', '.join(CONFIG_CHOICES[name])})"
+    for name, choices in LATER_CONFIG_CHOICES.items():
+        if name in config and config[name] not in choices:
+            return f"config[{name!r}] is {config[name]!r} (expected one of {', '.join(choices)})"
+    if any(not isinstance(config.get(name, 1), int) or config.get(name, 1) < minimum
+           for name, minimum in (("stride", 0), ("max_chunks", 1))):
+        return "config's stride or max_chunks is not a whole number in range"
     if config["max_length"] < 1 or config["eval_batch_size"] < 1:
         return "config's max_length and eval_batch_size must be at least 1"
     names = state.get("label_names")

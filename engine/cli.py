@@ -1,25 +1,12 @@
 """What the command-line scripts share: bad input ends with one line and exit status 2, not a traceback; a
 signal ends with one line and the shell's status for it (130 for Ctrl-C, 143 for SIGTERM)."""
-import argparse
 import os
 import sys
 
 import torch
 
 from data.errors import InputError
-from engine.interrupt import Interrupted
-from engine.loop import NonFiniteLossError
-
-
-class ShowDefaults(argparse.HelpFormatter):
-    """--help shows each flag's default (unless it has none, or its help already says it)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if any(action.default is none for none in (None, False, argparse.SUPPRESS)) or "default" in text \
-                or not action.option_strings:
-            return text
-        return f"{text} (default: %(default)s)".strip()
+from engine.errors import Interrupted, NonFiniteLossError
 
 
 def run_cli(run, *args):

@@ -8,10 +8,11 @@ import time
 from data.errors import InputError
 from engine.checkpoint import load_checkpoint
 from engine.cli import check_at_least_one, check_device, check_writable_folder
+from engine.metrics import current_name
 
 SELECTABLE_METRICS = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "roc_auc_micro", "roc_auc_macro",
-                      "subset_accuracy", "jaccard_samples", "lrap", "P@1", "P@3", "P@5", "nDCG@1", "nDCG@3",
-                      "nDCG@5", "mRP")
+                      "subset_accuracy", "jaccard_samples", "lrap", "precision_at_1", "precision_at_3",
+                      "precision_at_5", "ndcg_at_1", "ndcg_at_3", "ndcg_at_5", "mean_r_precision")
 
 
 class ConfigError(InputError):
@@ -20,11 +21,13 @@ class ConfigError(InputError):
 
 # On resume these must stay as the run had them: they define its data, model, data order or best-metric scale.
 FIXED_ON_RESUME = ("data", "data_config", "text_column", "label_column", "label_separator", "val_fraction",
-                   "split_seed", "max_length", "max_train_samples", "max_eval_samples", "model", "pooling",
+                   "split_seed", "max_length", "long_doc", "stride", "max_chunks", "chunk_pool", "fast_paths",
+                   "max_train_samples", "max_eval_samples", "model", "pooling",
                    "freeze_embeddings", "attention_dropout", "batch_size", "grad_accum", "seed", "pos_weight",
-                   "pos_weight_max", "select_metric")
+                   "pos_weight_max", "loss", "head_bias", "select_metric")
 # These a resumed run applies from the point it continues at (and says so).
-APPLIED_ON_RESUME = ("lr", "head_lr_mult", "weight_decay", "warmup", "epochs", "clip_grad", "dropout", "amp")
+APPLIED_ON_RESUME = ("lr", "head_lr_mult", "weight_decay", "warmup", "epochs", "clip_grad", "dropout", "amp",
+                     "patience")
 
 
 def check_args(args, parser: argparse.ArgumentParser) -> None:
@@ -34,9 +37,9 @@ def check_args(args, parser: argparse.ArgumentParser) -> None:
         if action.type is float and value is not None and not math.isfinite(value):
             raise ConfigError(f"--{action.dest.replace('_', '-')} {value}: must be a finite number")
     check_at_least_one(args, "epochs", "batch_size", "eval_batch_size", "max_length", "grad_accum", "log_every",
-                       "max_train_samples", "max_eval_samples")
+                       "max_train_samples", "max_eval_samples", "max_chunks")
     for name in ("lr", "weight_decay", "head_lr_mult", "clip_grad", "pos_weight_max", "save_every", "workers",
-                 "tune_min_positives", "seed", "split_seed"):
+                 "tune_min_positives", "seed", "split_seed", "stride", "patience"):
         if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be "
                               + ("positive" if name == "lr" else "zero or more"))
@@ -77,6 +80,7 @@ def resolve_args(get_args_parser, argv) -> tuple[argparse.Namespace, dict | None
     (`args.resume_changes` lists them), those of FIXED_ON_RESUME must not change. It writes to the folder of
     its checkpoint (or an explicit --output-dir), never to a folder its config remembers."""
     args = get_args_parser().parse_args(argv)
+    args.select_metric = current_name(args.select_metric)  # P@5 as older versions named precision_at_5
     args.data, args.model = local_path(args.data), local_path(args.model)
     args.cache_dir = os.path.abspath(args.cache_dir) if args.cache_dir else args.cache_dir
     resume, args.resume_changes = None, {}
@@ -90,7 +94,7 @@ def resolve_args(get_args_parser, argv) -> tuple[argparse.Namespace, dict | None
             raise ConfigError(f"--resume {args.resume}: no checkpoint at {path}{hint}")
         resume = load_checkpoint(path)
         given = explicit_flags(get_args_parser(), argv)
-        for name in ("data", "model", "cache_dir"):
+        for name in ("data", "model", "cache_dir", "select_metric"):
             if name in given:
                 given[name] = getattr(args, name)
         saved = {k: v for k, v in resume["config"].items()
@@ -112,7 +116,7 @@ def resolve_args(get_args_parser, argv) -> tuple[argparse.Namespace, dict | None
 
 
 def check_select_metric(name: str, num_labels: int) -> None:
-    """P@k and nDCG@k need at least k labels: found out now, not after a whole epoch."""
-    k = int(name.split("@")[1]) if "@" in name else 0
+    """Precision and nDCG at k need at least k labels: found out now, not after a whole epoch."""
+    k = int(name.rsplit("_at_", 1)[1]) if "_at_" in name else 0
     if k > num_labels:
         raise ConfigError(f"--select-metric {name}: needs at least {k} labels, the data has {num_labels}")

@@ -2,14 +2,14 @@
 import numpy as np
 import torch
 
-from data import Examples, build_loader, tokenize
+from data import Examples, LongDoc, build_loader, tokenize
 from data.errors import InputError
 from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.loop import predict
-from engine.memory import keep_freed_memory
+from engine.losses import build_loss
 from engine.metrics import binarize
-from model import build_from_checkpoint
+from model import build_from_checkpoint, cpu_fast
 
 
 class Predictor:
@@ -19,8 +19,10 @@ class Predictor:
         self.state = load_checkpoint(ckpt)
         self.config, self.label_names = self.state["config"], self.state["label_names"]
         self.device = torch.device(device)
-        keep_freed_memory(self.device)
-        self.amp_dtype = resolve_amp(amp, self.device) if amp else inference_dtype(self.config["amp_dtype"], self.device)
+        if cpu_fast.enabled(self.config):
+            cpu_fast.keep_freed_memory(self.device)
+        self.amp_dtype = (resolve_amp(amp, self.device, cpu_fast.enabled(self.config)) if amp
+                          else inference_dtype(self.config["amp_dtype"], self.device))
         try:
             self.model, self.tokenizer = build_from_checkpoint(self.state)
         except InputError:
@@ -31,12 +33,12 @@ class Predictor:
         self.model.to(self.device)
         self.batch_size = batch_size or self.config["eval_batch_size"]
         pos_weight = self.state.get("pos_weight")
-        self.loss_fn = torch.nn.BCEWithLogitsLoss(
-            pos_weight=pos_weight.to(self.device) if pos_weight is not None else None)
+        self.loss_fn = build_loss(self.config, pos_weight.to(self.device) if pos_weight is not None else None)
 
     def probabilities(self, examples: Examples, cache_dir=None) -> tuple[np.ndarray, np.ndarray, float]:
         """(probabilities, multi-hot gold labels, mean loss) in the order of `examples`."""
-        tokenized = tokenize(examples, self.tokenizer, self.config["max_length"], len(self.label_names), cache_dir)
+        tokenized = tokenize(examples, self.tokenizer, self.config["max_length"], len(self.label_names), cache_dir,
+                             LongDoc.from_config(self.config))
         loader = build_loader(tokenized, self.batch_size, self.tokenizer.pad_token_id, False, device=self.device)
         return predict(self.model, loader, self.device, self.amp_dtype, self.loss_fn)
 

@@ -5,23 +5,7 @@ import signal
 import torch.distributed as dist
 
 from engine.distributed import sum_over_ranks
-
-NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-
-
-class Interrupted(Exception):
-    """The run was stopped by a signal; the message says what was saved and how to continue (`explained`: it
-    says so already). `forced`: a second signal, raised in the middle of a training step, where the state is
-    not whole and must not be saved."""
-
-    def __init__(self, signum: int, message: str | None = None, forced: bool = False):
-        super().__init__(message or f"interrupted by {NAMES[signum]}")
-        self.signum, self.explained, self.forced = signum, message is not None, forced
-
-    @property
-    def exit_status(self) -> int:
-        return 128 + self.signum
-
+from engine.errors import NAMES, Interrupted
 
 class StopSignals:
     """While installed, SIGINT and SIGTERM are noted rather than acted on at once inside `deferring()` (the

@@ -9,21 +9,27 @@ from tqdm import tqdm
 
 from engine.amp import autocast
 from engine.distributed import average, gather_rows, sum_over_ranks
+from engine.errors import NonFiniteLossError
 from engine.metrics import multilabel_metrics
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+def document_logits(model, batch: dict, device: torch.device, non_blocking: bool = False) -> torch.Tensor:
+    """One row of logits per document of the batch; a chunked document's windows are pooled by the model."""
+    window_doc = batch.get("window_doc")
+    return model(batch["input_ids"].to(device, non_blocking=non_blocking),
+                 batch["attention_mask"].to(device, non_blocking=non_blocking),
+                 None if window_doc is None else window_doc.to(device, non_blocking=non_blocking), len(batch["labels"]))
 
 
-def train_one_epoch(state, loader, loss_fn, device, amp_dtype, grad_accum: int = 1, clip_grad: float = 1.0,
-                    log_every: int = 10, logger=None, on_step=None, epoch_label: str = "") -> dict:
-    """Trains `state` (a `TrainState`) on the batches of `loader` that are left of this epoch. After every
-    optimizer step, `state.progress` says where the epoch stands (step, batches done) and `on_step(state)` runs
-    (to save, or stop on a signal). The loss stays on the device between log points: no host sync in the hot
-    loop. Returns the epoch's mean loss (over all its batches, those before a resume included) and its speed."""
+def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: float = 1.0, log_every: int = 10,
+                    logger=None, on_step=None, epoch_label: str = "") -> dict:
+    """Trains `state` (a `TrainState`: model, optimizer, schedule, scaler, device, autocast dtype, progress) on
+    the batches of `loader` that are left of this epoch. After every optimizer step, `state.progress` says
+    where the epoch stands (step, batches done) and `on_step(state)` runs (to save, or stop on a signal). The
+    loss stays on the device between log points: no host sync in the hot loop. Returns the epoch's mean loss
+    (over all its batches, those before a resume included) and its speed."""
     model, optimizer, scheduler, scaler = state.forward_model, state.optimizer, state.scheduler, state.scaler
-    progress = state.progress
+    device, amp_dtype, progress = state.device, state.amp_dtype, state.progress
     batches_before = progress["batches_done"]
     model.train()
     non_blocking = device.type == "cuda"
@@ -33,14 +39,12 @@ def train_one_epoch(state, loader, loss_fn, device, amp_dtype, grad_accum: int =
     bar = tqdm(loader, desc=f"train {epoch_label}", leave=False, dynamic_ncols=True, disable=logger is None)
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
-        input_ids = batch["input_ids"].to(device, non_blocking=non_blocking)
-        attention_mask = batch["attention_mask"].to(device, non_blocking=non_blocking)
         labels = batch["labels"].to(device, non_blocking=non_blocking)
         is_step = (i + 1) % grad_accum == 0 or i + 1 == n_batches
         sync = model.no_sync() if hasattr(model, "no_sync") and not is_step else nullcontext()
         with sync:
             with autocast(device, amp_dtype):
-                logits = model(input_ids, attention_mask)
+                logits = document_logits(model, batch, device, non_blocking)
             loss = loss_fn(logits.float(), labels)
             scaler.scale(loss / grad_accum).backward()
         state.loss_sum += loss.detach()
@@ -86,7 +90,7 @@ def predict(model, loader, device, amp_dtype, loss_fn=None) -> tuple[np.ndarray,
     for batch in tqdm(loader, desc="eval", leave=False, dynamic_ncols=True):
         labels = batch["labels"].to(device)
         with autocast(device, amp_dtype):
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+            logits = document_logits(model, batch, device).float()
         if loss_fn is not None:
             loss_sum += loss_fn(logits, labels) * len(labels)
         probs.append(torch.sigmoid(logits).cpu().numpy())

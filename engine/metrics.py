@@ -1,6 +1,9 @@
-"""Every multi-label metric in one place, named as papers name them, computed once per evaluation.
+"""Every multi-label metric in one place, computed once per evaluation, each named in one style: lower case,
+words joined by `_` (`micro_f1`, `precision_at_5`, `ndcg_at_5`, `mean_r_precision`), so each also reads as a
+flag value, a JSON key and a TensorBoard tag. Papers write P@5, nDCG@5 and mRP; those names, which older runs
+logged, are still read (`current_name`).
 
-Ranking metrics (P@k, nDCG@k, mRP, LRAP) are averaged over the documents that have at least one gold label;
+Ranking metrics (precision and nDCG at k, mean R-Precision, LRAP) are averaged over the documents that have at least one gold label;
 ROC-AUC macro over the labels that have both positives and negatives in the split. Labels with no positive
 in the split are listed under `labels_without_positives` instead of breaking a metric.
 """
@@ -8,6 +11,17 @@ import numpy as np
 from sklearn import metrics as skm
 
 TOP_K = (1, 3, 5)
+# Names older checkpoints, metrics.jsonl files and --select-metric values used.
+FORMER_NAMES = {**{f"P@{k}": f"precision_at_{k}" for k in TOP_K}, **{f"nDCG@{k}": f"ndcg_at_{k}" for k in TOP_K},
+                "mRP": "mean_r_precision"}
+
+
+def current_name(key: str) -> str:
+    """A metric's name, or a logged key that ends in one (`val_P@5`), as this version names it."""
+    for old, new in FORMER_NAMES.items():
+        if key == old or key.endswith("_" + old):
+            return key[:len(key) - len(old)] + new
+    return key
 
 
 def binarize(probs: np.ndarray, thresholds) -> np.ndarray:
@@ -61,11 +75,11 @@ def ranking_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:
     out = {}
     for k in TOP_K:
         if k <= targets.shape[1]:
-            out[f"P@{k}"] = ranked_gold[:, :k].sum(1).mean() / k
-            out[f"nDCG@{k}"] = skm.ndcg_score(targets, probs, k=k)
+            out[f"precision_at_{k}"] = ranked_gold[:, :k].sum(1).mean() / k
+            out[f"ndcg_at_{k}"] = skm.ndcg_score(targets, probs, k=k)
     n_gold = targets.sum(1)
     hits_at_r = np.array([row[:r].sum() for row, r in zip(ranked_gold, n_gold)])
-    out["mRP"] = (hits_at_r / n_gold).mean()
+    out["mean_r_precision"] = (hits_at_r / n_gold).mean()  # R-Precision: precision in the top R, R gold labels
     out["lrap"] = skm.label_ranking_average_precision_score(targets, probs)
     return out
 

@@ -11,6 +11,7 @@ import shutil
 
 from data.errors import InputError
 from engine.checkpoint import TMP_SUFFIX, file_mode, fsync_folder
+from engine.metrics import current_name
 
 try:
     import fcntl
@@ -172,7 +173,8 @@ class RunFolder:
     def read_metrics(self, up_to_epoch: int) -> list[dict]:
         """The epoch records of metrics.jsonl up to `up_to_epoch` (those past it are from a run killed after
         logging an epoch it did not save). A line that does not parse (a crash while appending, with older
-        code) is dropped: the logger rewrites the file whole (see `RunLogger.epoch`)."""
+        code) is dropped: the logger rewrites the file whole (see `RunLogger.epoch`). Metrics logged under their
+        former names (`val_P@5`) come back under today's, so the file keeps one style when it is rewritten."""
         path = self.file("metrics.jsonl")
         if not os.path.exists(path):
             return []
@@ -184,5 +186,5 @@ class RunFolder:
                 except json.JSONDecodeError:
                     continue
                 if isinstance(record, dict) and record.get("epoch", up_to_epoch + 1) <= up_to_epoch:
-                    records.append(record)
+                    records.append({current_name(key): value for key, value in record.items()})
         return records

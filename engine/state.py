@@ -7,6 +7,8 @@ import torch
 import torch.distributed as dist
 
 from engine.distributed import all_gather_objects
+from engine.optim import build_optimizer, build_scheduler
+from model import build_model
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
@@ -33,21 +35,23 @@ def set_rng_state(state: dict) -> None:
 
 
 class TrainState:
-    """`progress`: epochs done, batches done in the current epoch and their loss sum, optimizer steps, the best
+    """What training changes and what it runs on: the model, optimizer, schedule, grad scaler, the device and
+    autocast dtype, and `progress`: epochs done, batches done in the current epoch and their loss sum, optimizer steps, the best
     validation metric and its epoch. The loop keeps the epoch's loss sum on the device (`loss_sum`), so
     counting it costs no host sync; it is read only when the state is saved. `forward_model` is what the loop
     calls: the model, or its DistributedDataParallel wrapper (`wrap_distributed`); `model` is always the
     unwrapped one, whose weights are saved."""
 
-    def __init__(self, model, optimizer, scheduler, scaler):
+    def __init__(self, model, optimizer, scheduler, scaler, device: torch.device, amp_dtype: torch.dtype | None):
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.device, self.amp_dtype = device, amp_dtype
         self.forward_model = model
         self.progress = {"epoch": 0, "batches_done": 0, "step": 0, "best_metric": -float("inf"), "best_epoch": 0}
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
 
-    def wrap_distributed(self, device: torch.device) -> None:
+    def wrap_distributed(self) -> None:
         self.forward_model = torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[device.index] if device.type == "cuda" else None)
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def start_epoch(self) -> None:
         """Called after an epoch's validation: the next epoch starts at its first batch."""
@@ -81,3 +85,15 @@ class TrainState:
         """Weights and the epoch's loss so far are all finite (a state worth saving)."""
         finite = [torch.isfinite(p.detach()).all() for p in self.model.parameters()]
         return bool(torch.stack(finite).all()) and bool(torch.isfinite(self.loss_sum))
+
+
+def build_train_state(cfg: dict, num_labels: int, total_steps: int, device: torch.device,
+                      amp_dtype: torch.dtype | None) -> TrainState:
+    """A fresh run's state from its config (train.py's flags, resolved): the pretrained encoder with a new head,
+    AdamW in its parameter groups, the warm-up and decay schedule over `total_steps` optimizer steps, and a
+    grad scaler (active for fp16 only). bench/speed.py builds its runs through this function too."""
+    model = build_model(cfg, num_labels).to(device)
+    optimizer = build_optimizer(model, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])
+    scheduler = build_scheduler(optimizer, total_steps, cfg["warmup"])
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    return TrainState(model, optimizer, scheduler, scaler, device, amp_dtype)

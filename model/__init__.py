@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from model.attention import PLAIN_OR_SDPA, register_plain_or_sdpa
-from model.dropout import Dropout, use_fast_dropout
+from model import cpu_fast
+from model.cpu_fast import PLAIN_OR_SDPA, Dropout, register_plain_or_sdpa
 
 # Aliases for encoders that ship inside a pip package (no hub access needed): alias -> package whose
 # get_model_path() returns a Hugging Face model folder.
@@ -21,20 +21,29 @@ class ModelError(InputError):
 
 
 class MultiLabelClassifier(nn.Module):
-    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1,
+                 fast_paths: bool = True, chunk_pool: str = "max"):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ModelError(f"--pooling {pooling}: use mean or cls")
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # BERT's pooler is unused here: keep it out of the optimizer and DDP
-        if getattr(encoder, "embeddings", None) is not None:
-            encoder.embeddings.register_forward_hook(_cpu_autocast_stream)
-        self.encoder, self.pooling = use_fast_dropout(encoder), pooling
-        self.dropout = Dropout(dropout)
+        if fast_paths:
+            cpu_fast.use_fast_dropout(encoder)
+            if getattr(encoder, "embeddings", None) is not None:
+                encoder.embeddings.register_forward_hook(cpu_fast.bf16_residual_stream)
+        if chunk_pool not in ("max", "mean"):
+            raise ModelError(f"--chunk-pool {chunk_pool}: use max or mean")
+        self.encoder, self.pooling, self.chunk_pool = encoder, pooling, chunk_pool
+        self.dropout = Dropout(dropout) if fast_paths else nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits in fp32. Under autocast the encoder runs in bf16/fp16, but the pooling and the head do not:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                window_doc: torch.Tensor | None = None, num_docs: int | None = None) -> torch.Tensor:
+        """Logits in fp32, a row per text; with `window_doc` (the rows are windows of chunked documents, and
+        window i belongs to document window_doc[i] of `num_docs`) a row per document, its windows' logits pooled
+        (max or mean). Each window is encoded on its own, so a document's logits do not depend on what shares
+        its batch. Under autocast the encoder runs in bf16/fp16, but the pooling and the head do not:
         a bf16 head gave 1,068 distinct probabilities for 7,524 validation (example, label) pairs and tied
         labels in 70 of 684 examples, which blunts threshold tuning and the ranking metrics. They are a
         sliver of the work (a 384 x 11 product per example against MiniLM's 22M weights per token)."""
@@ -46,17 +55,17 @@ class MultiLabelClassifier(nn.Module):
             else:
                 mask = attention_mask.unsqueeze(-1).to(states.dtype)
                 pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-            return self.head(self.dropout(pooled))
+            logits = self.head(self.dropout(pooled))
+            return logits if window_doc is None else pool_windows(logits, window_doc, num_docs, self.chunk_pool)
 
 
-def _cpu_autocast_stream(module, inputs, output):
-    """Under CPU autocast, the embeddings' output in the autocast dtype (bf16). Left in fp32, it makes every
-    residual add of every layer fp32 again, and autocast then casts each sublayer's input down and its
-    gradient back: 60 casts a step; without them a bf16 training step of MiniLM spent 15 ms instead of 33 ms
-    in casts and copies. (On a GPU LayerNorm autocasts to fp32 anyway, so this would only add casts there.)"""
-    if output.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        return output.to(torch.get_autocast_dtype("cpu"))
-    return None
+def pool_windows(logits: torch.Tensor, window_doc: torch.Tensor, n_docs: int, how: str) -> torch.Tensor:
+    """(windows, labels) -> (documents, labels): each document's windows, by max or mean. Documents are
+    numbered 0..n_docs-1 in `window_doc`, each with at least one window."""
+    index = window_doc.unsqueeze(1).expand_as(logits)
+    if how == "max":
+        return logits.new_full((n_docs, logits.shape[1]), -torch.inf).scatter_reduce(0, index, logits, "amax")
+    return logits.new_zeros((n_docs, logits.shape[1])).scatter_reduce(0, index, logits, "mean", include_self=False)
 
 
 def resolve_model(name: str) -> str:
@@ -104,12 +113,29 @@ def load_tokenizer(name: str):
         raise _load_error(name, "tokenizer", e) from None
 
 
-def resolve_attention(mode: str, device_type: str) -> str:
-    """`auto`: on a CPU, `model.attention.plain_or_sdpa` (plain attention with a cheap dropout mask while
-    training, or for short texts in bf16; else SDPA); on a GPU, PyTorch's SDPA kernels."""
+def resolve_attention(mode: str, device_type: str, fast_paths: bool = True) -> str:
+    """`auto`: on a CPU with the fast paths, `PLAIN_OR_SDPA` (plain attention with a cheap dropout mask while
+    training, or for short texts in bf16; else SDPA); elsewhere PyTorch's SDPA kernels. What the encoder's
+    architecture cannot run is settled when it is built (`supported_attention`)."""
     if mode != "auto":
         return mode
-    return PLAIN_OR_SDPA if device_type == "cpu" else "sdpa"
+    return PLAIN_OR_SDPA if device_type == "cpu" and fast_paths else "sdpa"
+
+
+def supported_attention(encoder_config, wanted: str) -> str:
+    """`wanted`, or the nearest kernel the architecture has: a custom kernel (`PLAIN_OR_SDPA`) needs
+    transformers' attention interface, which some families lack (MPNet, DeBERTa-v2 in transformers 5), and
+    those without SDPA run eager attention."""
+    from transformers import AutoModel
+
+    model_class = AutoModel._model_mapping.get(type(encoder_config), None)
+    if model_class is None:
+        return wanted
+    if wanted == PLAIN_OR_SDPA and not getattr(model_class, "_supports_attention_backend", False):
+        wanted = "sdpa"
+    if wanted == "sdpa" and not getattr(model_class, "_supports_sdpa", False):
+        wanted = "eager"
+    return wanted
 
 
 def load_encoder(name: str, attention: str = "sdpa", attention_dropout: float | None = None) -> nn.Module:
@@ -131,7 +157,8 @@ def load_encoder(name: str, attention: str = "sdpa", attention_dropout: float | 
                              f"{name} has no attention_probs_dropout_prob to set")
         config.attention_probs_dropout_prob = attention_dropout
     try:
-        return AutoModel.from_pretrained(path, config=config, attn_implementation=attention, **hub)
+        return AutoModel.from_pretrained(path, config=config, attn_implementation=supported_attention(config, attention),
+                                         **hub)
     except (OSError, ValueError) as e:
         raise _load_error(name, "encoder", e) from None
 
@@ -142,13 +169,14 @@ def encoder_from_config(config: dict, attention: str = "sdpa") -> nn.Module:
 
     config = dict(config)
     encoder_config = AutoConfig.for_model(config.pop("model_type"), **config)
-    return AutoModel.from_config(encoder_config, attn_implementation=attention)
+    return AutoModel.from_config(encoder_config, attn_implementation=supported_attention(encoder_config, attention))
 
 
 def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) -> MultiLabelClassifier:
     """The pretrained encoder named by cfg["model"], or with `encoder_config` (from a checkpoint) the same
     architecture left for the checkpoint's weights, with a fresh head for `num_labels` labels.
-    cfg["attention_impl"] is a resolved attention implementation (see `resolve_attention`)."""
+    cfg["attention_impl"] is a resolved attention implementation (see `resolve_attention`); the one the encoder
+    runs, after `supported_attention`, is `attention_impl(model)`."""
     attention = cfg.get("attention_impl", "sdpa")
     if attention == PLAIN_OR_SDPA:
         register_plain_or_sdpa()
@@ -156,7 +184,8 @@ def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) 
         encoder = encoder_from_config(encoder_config, attention)
     else:
         encoder = load_encoder(cfg["model"], attention, cfg.get("attention_dropout"))
-    model = MultiLabelClassifier(encoder, num_labels, cfg["pooling"], cfg["dropout"])
+    model = MultiLabelClassifier(encoder, num_labels, cfg["pooling"], cfg["dropout"], cpu_fast.enabled(cfg),
+                                 cfg.get("chunk_pool", "max"))
     freeze = cfg.get("freeze_embeddings", "none")
     if freeze == "word":
         model.encoder.get_input_embeddings().requires_grad_(False)
@@ -165,6 +194,10 @@ def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) 
             raise ModelError(f"--freeze-embeddings all: the encoder of --model {cfg['model']} has no embeddings module")
         model.encoder.embeddings.requires_grad_(False)
     return model
+
+
+def attention_impl(model: MultiLabelClassifier) -> str:
+    return model.encoder.config._attn_implementation
 
 
 def tokenizer_files(tokenizer) -> dict[str, str]:

@@ -10,8 +10,7 @@ import torch
 from transformers import BertModel
 
 from model import MultiLabelClassifier, encoder_from_config
-from model.attention import PLAIN_OR_SDPA, SHORT, plain_or_sdpa, register_plain_or_sdpa
-from model.dropout import Dropout, dropout
+from model.cpu_fast import PLAIN_OR_SDPA, SHORT, Dropout, cheap_dropout, plain_or_sdpa, register_plain_or_sdpa
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_dropout_drops_p_of_the_elements_and_scales_the_rest(p):
     x = torch.ones(1000, 1000, requires_grad=True)
-    y = dropout(x, p)
+    y = cheap_dropout(x, p)
     kept = y != 0
     assert abs(1 - kept.float().mean().item() - p) < 0.003  # binomial sd 0.0005
     assert torch.equal(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
@@ -30,17 +29,17 @@ def test_dropout_drops_p_of_the_elements_and_scales_the_rest(p):
 def test_dropout_masks_follow_torchs_rng():
     x = torch.ones(64, 64)
     torch.manual_seed(7)
-    first, second = dropout(x, 0.3), dropout(x, 0.3)
+    first, second = cheap_dropout(x, 0.3), cheap_dropout(x, 0.3)
     torch.manual_seed(7)
-    assert torch.equal(dropout(x, 0.3), first)
+    assert torch.equal(cheap_dropout(x, 0.3), first)
     assert not torch.equal(first, second)
 
 
 def test_dropout_is_the_identity_in_evaluation_and_keeps_the_dtype():
     x = torch.randn(8, 8, dtype=torch.bfloat16)
-    assert dropout(x, 0.1, training=False) is x
-    assert dropout(x, 0.0) is x
-    assert dropout(x, 0.1).dtype == torch.bfloat16
+    assert cheap_dropout(x, 0.1, training=False) is x
+    assert cheap_dropout(x, 0.0) is x
+    assert cheap_dropout(x, 0.1).dtype == torch.bfloat16
     assert torch.equal(Dropout(0.1).eval()(x), x)
 
 
@@ -128,7 +127,7 @@ def test_under_autocast_the_pooling_and_the_head_stay_fp32():
 
 FAULT_PROBE = """
 import ctypes, resource, sys, torch
-from engine.memory import M_MMAP_THRESHOLD, keep_freed_memory
+from model.cpu_fast import M_MMAP_THRESHOLD, keep_freed_memory
 from model import encoder_from_config
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
@@ -164,7 +163,7 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
 
 RELEASE_PROBE = """
 import torch
-from engine.memory import keep_freed_memory, release_freed_memory
+from model.cpu_fast import keep_freed_memory, release_freed_memory
 
 def resident_mb():
     with open("/proc/self/status") as f:

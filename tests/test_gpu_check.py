@@ -36,7 +36,8 @@ def test_every_step_runs_with_a_tiny_model(tmp_path):
     for section in ("# GPU check", "## CUDA tests", "## Speed, long documents", "## Speed, short documents"):
         assert section in report, report
     assert "all steps passed" in report
-    assert "ours/(a): training" in report and "ours/(b): training" in report
+    assert "(c)/(a): training" in report and "(c)/(b): training" in report
+    assert "(d)/(c): training" in report  # chunking, on the long documents
     tests = (out / "cuda-tests.txt").read_text()
     assert ("needs a CUDA GPU" in tests and " skipped" in tests) or " passed" in tests, tests[-2000:]
     long_docs = (out / "speed-long.txt").read_text()

@@ -22,10 +22,10 @@ def test_metrics_match_hand_computed_values():
     assert m["micro_f1"] == pytest.approx(2 / 3)
     assert m["subset_accuracy"] == pytest.approx(2 / 3)
     assert m["hamming_loss"] == pytest.approx(3 / 12)
-    assert m["P@1"] == pytest.approx(2 / 3)  # the top label of the third document (b) is wrong
-    assert m["P@3"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 3) / 3)
-    assert m["mRP"] == pytest.approx((2 / 2 + 1 / 1 + 0 / 1) / 3)  # R-Precision: precision at R = number of gold labels
-    assert "P@5" not in m  # only 4 labels
+    assert m["precision_at_1"] == pytest.approx(2 / 3)  # the top label of the third document (b) is wrong
+    assert m["precision_at_3"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 3) / 3)
+    assert m["mean_r_precision"] == pytest.approx((2 / 2 + 1 / 1 + 0 / 1) / 3)  # R-Precision: precision at R = number of gold labels
+    assert "precision_at_5" not in m  # only 4 labels
     assert m["labels_without_positives"] == ["d"]
     # ROC-AUC over the labels with positives and negatives (a, b, c): each ranks its positives first (macro 1);
     # pooled, 17 of the 20 (positive, negative) pairs are in order: 0.6 < 0.7, and 0.4 < 0.7 and 0.55

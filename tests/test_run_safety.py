@@ -86,8 +86,8 @@ def test_2_select_metric_that_the_labels_cannot_give_is_refused_before_training(
         f"{text}\t" + "\t".join(str(int(name in labels)) for name in LABELS[:3]) + "\n" for text, labels in rows))
     before = fingerprint(base)
     done = cli("train.py", *tiny_train_args(tiny_bert, tmp_path / "three.tsv", base, "--overwrite",
-                                            "--select-metric", "P@5"))
-    one_error_line(done, "--select-metric P@5: needs at least 5 labels, the data has 3")
+                                            "--select-metric", "precision_at_5"))
+    one_error_line(done, "--select-metric precision_at_5: needs at least 5 labels, the data has 3")
     assert fingerprint(base) == before
 
 
@@ -174,21 +174,23 @@ def test_8_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny_bert, syntheti
 
 
 def interrupt_in(monkeypatch, name):
-    """train.<name> first sends this process a SIGINT (as Ctrl-C would, at that point of the run)."""
-    real = getattr(train, name)
+    """engine.trainer.<name> first sends this process a SIGINT (as Ctrl-C would, at that point of the run)."""
+    import engine.trainer
+
+    real = getattr(engine.trainer, name)
 
     def interrupted(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, name, interrupted)
+    monkeypatch.setattr(engine.trainer, name, interrupted)
 
 
 def test_8_a_signal_before_the_first_checkpoint_leaves_a_folder_that_runs_again(tiny_bert, synthetic_folder, tmp_path,
                                                                                 capsys, monkeypatch):
     folder = tmp_path / "run"
     flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "1")
-    interrupt_in(monkeypatch, "build_model")
+    interrupt_in(monkeypatch, "build_train_state")
     with pytest.raises(SystemExit) as exit_info:
         train.main(flags)
     assert exit_info.value.code == 130

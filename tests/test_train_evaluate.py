@@ -153,3 +153,65 @@ def test_no_generic_top_level_name_is_installed(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert ROOT not in done.stdout, done.stdout
+
+
+def test_help_and_a_misspelt_flag_answer_before_torch_is_imported():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    probe = ("import sys\nimport train\nfor argv in (['--help'], ['--epohcs', '3']):\n"
+             "    try:\n        train.main(argv)\n    except SystemExit as e:\n        print(argv[0], e.code)\n"
+             "print('torch imported:', 'torch' in sys.modules, 'transformers imported:', 'transformers' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.splitlines()[-3:] == ["--help 0", "--epohcs 2", "torch imported: False transformers imported: False"]
+    assert "unrecognized arguments: --epohcs 3" in done.stderr
+
+
+def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_run, tmp_path):
+    from engine.checkpoint import load_checkpoint, save_checkpoint
+    from engine.config import resolve_args
+    from engine.run_folder import RunFolder
+
+    out, _, epochs = trained_run
+    state = torch.load(out / "last.pt", weights_only=True)
+    former = {"precision_at_1": "P@1", "ndcg_at_3": "nDCG@3", "mean_r_precision": "mRP"}
+    state["metrics"] = {former.get(k, k): v for k, v in state["metrics"].items()}
+    state["config"]["select_metric"] = "mRP"
+    save_checkpoint(str(tmp_path / "last.pt"), state)
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for record in epochs:
+            f.write(json.dumps({k.replace("val_precision_at_1", "val_P@1").replace("val_mean_r_precision", "val_mRP"): v
+                                for k, v in record.items()}) + "\n")
+    loaded = load_checkpoint(str(tmp_path / "last.pt"))
+    assert loaded["config"]["select_metric"] == "mean_r_precision"
+    assert {"precision_at_1", "ndcg_at_3", "mean_r_precision"} <= set(loaded["metrics"])
+    assert not {"P@1", "nDCG@3", "mRP"} & set(loaded["metrics"])
+    assert RunFolder(str(tmp_path)).read_metrics(len(epochs)) == epochs
+    args, _ = resolve_args(train.get_args_parser, ["--resume", str(tmp_path / "last.pt"), "--select-metric", "mRP"])
+    assert args.select_metric == "mean_r_precision"  # the former name on the command line is the same metric
+    args, _ = resolve_args(train.get_args_parser, ["--select-metric", "P@5", "--output-dir", str(tmp_path / "new")])
+    assert args.select_metric == "precision_at_5"
+
+
+def test_one_switch_turns_every_cpu_fast_path_off(tiny_bert, synthetic_folder, tmp_path):
+    from conftest import tiny_train_args
+    from engine.amp import resolve_amp
+    from model import attention_impl, build_model, cpu_fast
+
+    out = tmp_path / "run"
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--epochs", "1", "--fast-paths", "off", "--amp", "auto"))
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["config"]["fast_paths"] == "off" and state["config"]["attention_impl"] == "sdpa"
+    assert state["config"]["amp_dtype"] == "off"
+    assert resolve_amp("auto", torch.device("cpu"), fast_paths=False) is None
+    for switch, fast in (("off", False), ("on", True)):
+        model = build_model({**state["config"], "fast_paths": switch,
+                             "attention_impl": "sdpa" if switch == "off" else cpu_fast.PLAIN_OR_SDPA}, 5)
+        kinds = {type(m) for m in model.modules()}
+        assert (cpu_fast.Dropout in kinds) == fast and (torch.nn.Dropout in kinds) != fast
+        assert bool(model.encoder.embeddings._forward_hooks) == fast
+        assert attention_impl(model) == ("plain_or_sdpa" if fast else "sdpa")
+    result = evaluate.main(["--ckpt", str(out / "last.pt"), "--split", "validation", "--output", str(tmp_path / "m.json")])
+    assert result["metrics"]["micro_f1"] == pytest.approx(state["metrics"]["micro_f1"], abs=1e-6)

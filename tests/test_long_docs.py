@@ -1,0 +1,120 @@
+"""Long documents (--long-doc truncate | head-tail | chunk) through train.py, evaluate.py and the data pipeline."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+import train
+from conftest import FILLER, KEYWORDS, LABELS, epochs_of, tiny_train_args, write_flag_tsv
+from data import Examples, LongDoc, build_loader, tokenize
+from engine.inference import Predictor
+from model import load_tokenizer
+
+WINDOW = 16  # tokens per window: [CLS] + 14 words + [SEP] with the tiny BERT's word-level vocabulary
+
+
+def late_evidence_rows(n: int, seed: int) -> list[tuple[str, list[str]]]:
+    """30 filler words, then the label keywords among 10 more: nothing in the first window tells the labels."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        labels = [label for label in LABELS if rng.random() < 0.3]
+        tail = rng.choices(FILLER, k=10 - len(labels)) + [rng.choice(KEYWORDS[label]) for label in labels]
+        rng.shuffle(tail)
+        rows.append((" ".join(rng.choices(FILLER, k=30) + tail), labels))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def late_evidence(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("late-evidence")
+    write_flag_tsv(folder / "train.tsv", late_evidence_rows(480, seed=1))
+    write_flag_tsv(folder / "validation.tsv", late_evidence_rows(120, seed=2))
+    return str(folder)
+
+
+def long_doc_args(tiny_bert, data, out, *extra) -> list[str]:
+    return tiny_train_args(tiny_bert, data, out, "--max-length", str(WINDOW), "--epochs", "8", *extra)
+
+
+@pytest.fixture(scope="module")
+def chunked_run(tiny_bert, late_evidence, tmp_path_factory):
+    out = tmp_path_factory.mktemp("chunked")
+    summary = train.main(long_doc_args(tiny_bert, late_evidence, out, "--long-doc", "chunk", "--stride", "4"))
+    return out, summary
+
+
+def test_chunking_learns_labels_whose_evidence_lies_past_the_first_window(chunked_run, tiny_bert, late_evidence,
+                                                                          tmp_path):
+    _, chunked = chunked_run
+    truncated = train.main(long_doc_args(tiny_bert, late_evidence, tmp_path / "truncated"))
+    assert chunked["best_metric"] > 0.9
+    assert truncated["best_metric"] < 0.5  # the first window holds no evidence: at best the label priors
+
+
+def test_windows_cover_the_document_with_the_stride_and_stop_at_max_chunks(tiny_bert):
+    tokenizer = load_tokenizer(tiny_bert)
+    words = [FILLER[i % len(FILLER)] for i in range(40)]
+    ids = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
+    examples = Examples(["a", "b", "c"], [" ".join(words), "", FILLER[0]], [[0], [], [1]])
+    chunked = tokenize(examples, tokenizer, WINDOW, 5, long_doc=LongDoc("chunk", stride=4, max_chunks=3))
+    assert [len(chunked.windows_of(i)) for i in range(3)] == [3, 1, 1]
+    first = [chunked.token_ids[chunked.offsets[w]:chunked.offsets[w + 1]].tolist() for w in chunked.windows_of(0)]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert first == [[cls, *ids[10 * i:10 * i + 14], sep] for i in range(3)]  # 14 words each, 4 shared
+    assert chunked.lengths.tolist() == [48, 2, 3]
+    head_tail = tokenize(examples, tokenizer, WINDOW, 5, long_doc=LongDoc("head-tail"))
+    kept = head_tail.token_ids[head_tail.offsets[0]:head_tail.offsets[1]].tolist()
+    assert kept == [cls, *ids[:3], *ids[-11:], sep]  # a quarter of the 14-token budget from the head, the rest from the tail
+    assert head_tail.lengths.tolist() == [16, 2, 3]
+
+
+def test_chunked_probabilities_do_not_depend_on_the_batch(chunked_run, late_evidence):
+    out, _ = chunked_run
+    examples = Examples.unlabelled([text for text, _ in late_evidence_rows(30, seed=5)])
+    probs = [Predictor(str(out / "best.pt"), batch_size=size).probabilities(examples)[0] for size in (1, 4, 64)]
+    assert probs[0].shape == (30, len(LABELS))
+    for other in probs[1:]:
+        np.testing.assert_allclose(other, probs[0], atol=1e-6)
+
+
+def test_evaluate_reproduces_the_logged_chunked_validation_metrics(chunked_run, tmp_path):
+    out, _ = chunked_run
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["config"]["long_doc"] == "chunk" and best["config"]["stride"] == 4
+    logged = next(r for r in epochs_of(out) if r["step"] == best["progress"]["step"])
+    result = evaluate.main(["--ckpt", str(out / "best.pt"), "--split", "validation", "--output", str(tmp_path / "m.json")])
+    for key in ("loss", "micro_f1", "macro_f1", "roc_auc_macro", "precision_at_1", "mean_r_precision"):
+        assert result["metrics"][key] == pytest.approx(logged[f"val_{key}"], abs=1e-6), key
+
+
+def test_a_batch_holds_whole_documents_and_pools_their_windows(tiny_bert):
+    tokenizer = load_tokenizer(tiny_bert)
+    texts = [" ".join(FILLER[:n]) for n in (3, 25, 40, 12)]
+    examples = tokenize(Examples(["a", "b", "c", "d"], texts, [[0], [1], [2], [3]]), tokenizer, WINDOW, 5,
+                        long_doc=LongDoc("chunk", stride=4, max_chunks=8))
+    loader = build_loader(examples, 2, tokenizer.pad_token_id, shuffle=True, seed=3)
+    seen = []
+    for batch in loader:
+        windows = [len(examples.windows_of(i)) for i in batch["index"].tolist()]
+        assert batch["window_doc"].tolist() == [d for d, n in enumerate(windows) for _ in range(n)]
+        assert batch["labels"].shape[0] == len(windows) == 2
+        seen += batch["index"].tolist()
+    assert sorted(seen) == [0, 1, 2, 3]
+    from model import pool_windows
+
+    logits = torch.tensor([[1.0, -2.0], [3.0, 0.0], [-1.0, 5.0]])
+    window_doc = torch.tensor([0, 0, 1])
+    assert pool_windows(logits, window_doc, 2, "max").tolist() == [[3.0, 0.0], [-1.0, 5.0]]
+    assert pool_windows(logits, window_doc, 2, "mean").tolist() == [[2.0, -1.0], [-1.0, 5.0]]
+
+
+def test_a_stride_as_wide_as_the_window_is_refused(tiny_bert, late_evidence, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(long_doc_args(tiny_bert, late_evidence, tmp_path / "run", "--long-doc", "chunk", "--stride", "14"))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --stride 14: windows of --max-length 16 hold 14 tokens of text; the stride must be smaller")
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,54 @@
+"""Rare labels: the losses made for long tails, the head's bias at the label priors, early stopping."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import train
+from conftest import epochs_of, tiny_train_args
+from engine.losses import FocalLoss, build_loss, label_pos_weight, prior_logits
+
+
+def test_focal_loss_without_focusing_is_binary_cross_entropy_and_focusing_spares_easy_pairs():
+    logits = torch.tensor([[4.0, -4.0, 0.3], [-0.2, 3.0, -5.0]])
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    weight = torch.tensor([2.0, 1.0, 3.0])
+    assert FocalLoss(0, 0, 0, weight)(logits, targets) == pytest.approx(
+        F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight).item(), rel=1e-6)
+    easy, hard = torch.tensor([[-5.0]]), torch.tensor([[2.0]])
+    negative = torch.zeros(1, 1)
+    asl = build_loss({"loss": "asl"})
+    assert asl(easy, negative) == 0  # a negative below the 0.05 margin costs nothing
+    assert asl(hard, negative) > 0
+    focal, bce = build_loss({"loss": "focal"}), build_loss({"loss": "bce"})
+    assert focal(easy, negative) / bce(easy, negative) < 1e-3 < focal(hard, negative) / bce(hard, negative)
+
+
+def test_positive_weights_and_priors_come_from_the_training_labels():
+    labels = [[0], [0, 1], [], [0]]
+    assert label_pos_weight(labels, 3, "auto", 10).tolist() == pytest.approx([1 / 3, 3.0, 4.0])  # none: 4 / 1, capped
+    assert label_pos_weight(labels, 3, "sqrt", 10).tolist() == pytest.approx([(1 / 3) ** 0.5, 3 ** 0.5, 2.0])
+    assert label_pos_weight(labels, 3, "none", 10) is None
+    p = torch.sigmoid(prior_logits(labels, 3))
+    assert p.tolist() == pytest.approx([3 / 4, 1 / 4, 1 / 5])  # a label never seen: 1 / (n + 1)
+
+
+def test_the_head_starts_at_the_label_priors(tiny_bert, synthetic_folder, tmp_path):
+    from data import load_examples
+
+    out = tmp_path / "run"
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--epochs", "1", "--head-bias", "prior", "--lr", "1e-9"))
+    splits, names = load_examples(synthetic_folder, log=lambda *a: None)
+    bias = torch.load(out / "last.pt", weights_only=True)["model"]["head.bias"]
+    assert bias.tolist() == pytest.approx(prior_logits(splits["train"].labels, len(names)).tolist(), abs=1e-4)
+
+
+def test_patience_stops_a_run_that_no_longer_improves_and_a_resume_stops_at_once(tiny_bert, synthetic_folder,
+                                                                                  tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = tiny_train_args(tiny_bert, synthetic_folder, out, "--epochs", "12", "--patience", "1", "--lr", "1e-9",
+                            "--select-metric", "macro_f1")
+    summary = train.main(flags)  # a learning rate of 1e-9 learns nothing: epoch 2 is no better than epoch 1
+    assert summary["best_epoch"] == 1 and len(epochs_of(out)) == 2
+    assert "early stop: no better macro_f1 in the 1 epochs since epoch 1 (--patience 1)" in capsys.readouterr().out
+    train.main(["--resume", "auto", "--output-dir", str(out)])
+    assert len(epochs_of(out)) == 2
