@@ -29,11 +29,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=float, default=0.1, help="carved from train when there is no validation split")
     g.add_argument("--split-seed", type=int, default=0, help="seed of that carve")
     g.add_argument("--max-length", type=int, default=300, help="tokens per example (per window with --long-doc chunk)")
-    g.add_argument("--long-doc", default="truncate", choices=["truncate", "head-tail", "chunk"],
+    g.add_argument("--long-doc", default="chunk", choices=["truncate", "head-tail", "chunk"],
                    help="a text longer than --max-length: keep its start (truncate), its first quarter and last "
                         "three quarters of the budget (head-tail), or encode it in overlapping windows whose "
                         "logits are pooled into one prediction (chunk); README, Long documents")
-    g.add_argument("--stride", type=int, default=64, help="tokens shared by consecutive windows (chunk)")
+    g.add_argument("--stride", type=int, default=None,
+                   help="tokens shared by consecutive windows (chunk; default: a quarter of a window's text)")
     g.add_argument("--max-chunks", type=int, default=8,
                    help="windows per document at most, from its start (chunk): bounds memory and time")
     g.add_argument("--chunk-pool", default="max", choices=["max", "mean"],

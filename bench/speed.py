@@ -1,5 +1,6 @@
 """Training and evaluation speed, side by side in one run: the HF Trainer as the notebook used it (a), the
-Trainer tuned (b), and this codebase with its defaults (c), on the same data, model, batch size and max length.
+Trainer tuned (b), this codebase truncating (c) and with its default `--long-doc chunk` (d, every window of a
+longer document; `--variants abcd`), on the same data, model, batch size and max length.
 
     python bench/speed.py                           # SemEval tweets, MiniLM, batch 16, max length 300
     python bench/speed.py --rounds 1 --steps 60     # quicker (and noisier)
@@ -26,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 VARIANTS = {"a": "Trainer, notebook (max_length padding, fp32)",
             "b": "Trainer, tuned (dynamic padding, group_by_length, bf16 if fast)",
-            "c": "this codebase, defaults",
-            "d": "this codebase, --long-doc chunk (every window of a document; samples are documents)"}
+            "c": "this codebase, defaults but --long-doc truncate",
+            "d": "this codebase, defaults (--long-doc chunk: every window; samples are documents)"}
 
 
 def cpu_name() -> str:
@@ -181,7 +182,7 @@ def run_ours(args, chunk: bool = False) -> dict:
     cfg = vars(train_cli.get_args_parser().parse_args(
         ["--model", args.model, "--data", args.data, "--max-length", str(args.max_length),
          "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.eval_batch_size), *args.ours_flags,
-         *(["--long-doc", "chunk"] if chunk else [])]))
+         "--long-doc", "chunk" if chunk else "truncate"]))
     train, val, names = load_data(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     fast = cpu_fast.enabled(cfg)

@@ -14,16 +14,16 @@ class LongDoc(NamedTuple):
     """What becomes of a text longer than `max_length` tokens (train.py's `--long-doc`, `--stride`,
     `--max-chunks`): `truncate` keeps its start; `head-tail` keeps the first quarter and the last three
     quarters of the token budget (Sun et al. 2019 found head 128 + tail 382 of 512 best for long reviews);
-    `chunk` cuts it into windows of `max_length` tokens (special tokens included) that share `stride` tokens,
-    at most `max_chunks` from its start, each encoded on its own."""
+    `chunk` cuts it into windows of `max_length` tokens (special tokens included) that share `stride` tokens
+    (None: `default_stride`), at most `max_chunks` from its start, each encoded on its own."""
     mode: str = "truncate"
-    stride: int = 64
+    stride: int | None = None
     max_chunks: int = 8
 
     @classmethod
     def from_config(cls, cfg: dict) -> "LongDoc":
         """A run's setting (runs from before `--long-doc` truncated)."""
-        return cls(cfg.get("long_doc", "truncate"), cfg.get("stride", 64), cfg.get("max_chunks", 8))
+        return cls(cfg.get("long_doc", "truncate"), cfg.get("stride"), cfg.get("max_chunks", 8))
 
 
 class TokenizedExamples:
@@ -105,6 +105,11 @@ def _tokenize_in_batches(texts, tokenizer, max_length, batch_size=2000):
     return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)), offsets
 
 
+def default_stride(text_budget: int) -> int:
+    """Tokens consecutive windows share unless `--stride` says: a quarter of a window's text."""
+    return text_budget // 4
+
+
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     """The ids the tokenizer puts before and after a single text ([CLS] and [SEP] for BERT)."""
     with_special = tokenizer("a")["input_ids"]
@@ -119,7 +124,7 @@ def _windows(texts, tokenizer, max_length: int, long_doc: LongDoc, batch_size: i
     """Head-tail: one row per text. Chunk: the windows of every text, and each text's first window."""
     prefix, suffix = special_tokens(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
-    step = budget - long_doc.stride
+    step = budget - (default_stride(budget) if long_doc.stride is None else long_doc.stride)
     rows, docs = [], [0]
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(texts[start:start + batch_size], add_special_tokens=False, return_attention_mask=False,

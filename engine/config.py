@@ -40,7 +40,7 @@ def check_args(args, parser: argparse.ArgumentParser) -> None:
                        "max_train_samples", "max_eval_samples", "max_chunks")
     for name in ("lr", "weight_decay", "head_lr_mult", "clip_grad", "pos_weight_max", "save_every", "workers",
                  "tune_min_positives", "seed", "split_seed", "stride", "patience"):
-        if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
+        if getattr(args, name) is not None and getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be "
                               + ("positive" if name == "lr" else "zero or more"))
     for name in ("dropout", "attention_dropout", "warmup", "threshold", "val_fraction"):

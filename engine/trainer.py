@@ -8,6 +8,7 @@ import time
 import torch
 
 from data import DataError, LongDoc, build_loader, load_examples, tokenize
+from data.batching import default_stride
 from engine.amp import dtype_name, resolve_amp, trained_dtype
 from engine.checkpoint import link_checkpoint, save_checkpoint, write_json
 from engine.cli import run_cli
@@ -50,6 +51,8 @@ def build_data(args, label_names, device, rank, world_size, log):
         raise ConfigError(f"--max-length {args.max_length}: leaves no room for text (the model adds "
                           f"{shortest - 1} special tokens); use at least {shortest}")
     window = args.max_length - shortest + 1
+    if args.stride is None:
+        args.stride = default_stride(window)  # resolved here, so config.json and the checkpoint hold the number
     if args.long_doc == "chunk" and args.stride >= window:
         raise ConfigError(f"--stride {args.stride}: windows of --max-length {args.max_length} hold {window} tokens of "
                           f"text; the stride must be smaller")

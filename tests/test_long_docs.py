@@ -49,7 +49,7 @@ def chunked_run(tiny_bert, late_evidence, tmp_path_factory):
 def test_chunking_learns_labels_whose_evidence_lies_past_the_first_window(chunked_run, tiny_bert, late_evidence,
                                                                           tmp_path):
     _, chunked = chunked_run
-    truncated = train.main(long_doc_args(tiny_bert, late_evidence, tmp_path / "truncated"))
+    truncated = train.main(long_doc_args(tiny_bert, late_evidence, tmp_path / "truncated", "--long-doc", "truncate"))
     assert chunked["best_metric"] > 0.9
     assert truncated["best_metric"] < 0.5  # the first window holds no evidence: at best the label priors
 
@@ -65,6 +65,10 @@ def test_windows_cover_the_document_with_the_stride_and_stop_at_max_chunks(tiny_
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     assert first == [[cls, *ids[10 * i:10 * i + 14], sep] for i in range(3)]  # 14 words each, 4 shared
     assert chunked.lengths.tolist() == [48, 2, 3]
+    by_default = tokenize(examples, tokenizer, WINDOW, 5, long_doc=LongDoc("chunk", max_chunks=2))  # stride 14 // 4
+    second = by_default.windows_of(0)[1]
+    assert by_default.token_ids[by_default.offsets[second]:by_default.offsets[second + 1]].tolist() == [
+        cls, *ids[11:25], sep]
     head_tail = tokenize(examples, tokenizer, WINDOW, 5, long_doc=LongDoc("head-tail"))
     kept = head_tail.token_ids[head_tail.offsets[0]:head_tail.offsets[1]].tolist()
     assert kept == [cls, *ids[:3], *ids[-11:], sep]  # a quarter of the 14-token budget from the head, the rest from the tail
