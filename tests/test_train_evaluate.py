@@ -155,18 +155,20 @@ def test_no_generic_top_level_name_is_installed(tmp_path):
     assert ROOT not in done.stdout, done.stdout
 
 
-def test_help_and_a_misspelt_flag_answer_before_torch_is_imported():
+def test_help_and_a_misspelt_flag_answer_before_torch_is_imported_in_each_cli():
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    probe = ("import sys\nimport train\nfor argv in (['--help'], ['--epohcs', '3']):\n"
-             "    try:\n        train.main(argv)\n    except SystemExit as e:\n        print(argv[0], e.code)\n"
-             "print('torch imported:', 'torch' in sys.modules, 'transformers imported:', 'transformers' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
-    assert done.stdout.splitlines()[-3:] == ["--help 0", "--epohcs 2", "torch imported: False transformers imported: False"]
-    assert "unrecognized arguments: --epohcs 3" in done.stderr
+    for cli in ("train", "evaluate", "predict"):
+        probe = (f"import sys\nimport {cli}\nfor argv in (['--help'], ['--epohcs', '3']):\n"
+                 f"    try:\n        {cli}.main(argv)\n    except SystemExit as e:\n        print(argv[0], e.code)\n"
+                 "print('torch imported:', 'torch' in sys.modules, 'transformers imported:', 'transformers' in sys.modules)\n")
+        done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+        assert done.stdout.splitlines()[-3:] == ["--help 0", "--epohcs 2",
+                                                 "torch imported: False transformers imported: False"], cli
+        assert "unrecognized arguments: --epohcs 3" in done.stderr or "the following arguments are required" in done.stderr
 
 
 def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_run, tmp_path):

@@ -1,0 +1,60 @@
+"""predict.py's work, imported once its flags have parsed: texts from the command line, a file or standard
+input, labelled by a checkpoint's model with its thresholds."""
+import json
+import sys
+
+from data import DataError, Examples, read_texts
+from engine.cli import check_at_least_one, check_device
+from engine.inference import Predictor, prediction_records
+from engine.thresholds import choose_thresholds
+
+
+def input_examples(args) -> Examples:
+    if args.file and args.texts:
+        raise DataError("give texts as arguments or --file, not both")
+    if args.file:
+        return read_texts(args.file, args.text_column)
+    texts = args.texts or stdin_lines()
+    if not texts:
+        raise DataError("no text to label: give texts as arguments, --file, or lines on stdin")
+    return Examples.unlabelled(texts)
+
+
+def stdin_lines() -> list[str]:
+    """The non-blank lines of standard input, which must be UTF-8."""
+    lines = []
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as e:
+            raise DataError(f"standard input: line {number}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        if line.strip():
+            lines.append(line)
+    return lines
+
+
+def format_prediction(record: dict, limit: int = 100) -> str:
+    text = record["text"].replace("\n", " ")
+    shown = text[:limit] + ("…" if len(text) > limit else "")
+    probs = record["probabilities"]
+    labels = ", ".join(f"{name} {probs[name]:.2f}" for name in sorted(record["predicted"], key=lambda n: -probs[n]))
+    if not labels:
+        top = max(probs, key=probs.get)
+        labels = f"(none; the likeliest is {top} {probs[top]:.2f})"
+    return f"{shown}\n    {labels}"
+
+
+def predict_from_flags(args) -> list[dict]:
+    """predict.py's work: label the texts given, print one line (or JSON record) per text."""
+    check_at_least_one(args, "batch_size")
+    check_device(args.device)
+    predictor = Predictor(args.ckpt, args.device, batch_size=args.batch_size)
+    tuned = predictor.state.get("thresholds")
+    spec = args.thresholds or ("tuned" if tuned else None)
+    thresholds = choose_thresholds(spec, tuned, predictor.config["threshold"])
+    examples = input_examples(args)
+    probs, _, _ = predictor.probabilities(examples)
+    records = list(prediction_records(examples.ids, probs, thresholds, predictor.label_names, texts=examples.texts))
+    for record in records:
+        print(json.dumps(record) if args.json else format_prediction(record))
+    return records
