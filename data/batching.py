@@ -121,7 +121,8 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
 
 
 def _windows(texts, tokenizer, max_length: int, long_doc: LongDoc, batch_size: int = 500):
-    """Head-tail: one row per text. Chunk: the windows of every text, and each text's first window."""
+    """Token ids and offsets of the rows (head-tail: one per text; chunk: every text's windows), and for chunk
+    the row where each text's windows start (`doc_offsets`)."""
     prefix, suffix = special_tokens(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
     step = budget - (default_stride(budget) if long_doc.stride is None else long_doc.stride)
@@ -155,7 +156,8 @@ class Collator:
         and with chunked documents `window_doc` gives each window's document (its row in `labels`)."""
         ex = self.examples
         indices = np.asarray(indices)
-        windows = [w for i in indices for w in ex.windows_of(i)]
+        window_doc = [(w, d) for d, i in enumerate(indices) for w in ex.windows_of(i)]
+        windows = [w for w, _ in window_doc]
         lengths = ex.window_lengths[windows]
         width = -(-int(lengths.max()) // self.multiple) * self.multiple
         input_ids = np.full((len(windows), width), self.pad_token_id, dtype=np.int64)
@@ -169,8 +171,7 @@ class Collator:
                  "labels": torch.from_numpy(labels),
                  "index": torch.from_numpy(indices.astype(np.int64))}
         if ex.doc_offsets is not None:
-            batch["window_doc"] = torch.from_numpy(np.repeat(np.arange(len(indices)), [
-                len(ex.windows_of(i)) for i in indices]))
+            batch["window_doc"] = torch.tensor([d for _, d in window_doc])
         return batch
 
 
