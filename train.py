@@ -55,6 +55,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--fast-paths", default="on", choices=["on", "off"],
                    help="the CPU fast paths of model/cpu_fast.py (dropout masks, attention kernels, allocator, bf16 "
                         "only where fast); off: PyTorch and transformers as they ship")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model for training and validation, with the CPU fast paths off: "
+                        "each new batch shape costs a compile first (tens of seconds); README, Speed")
     g.add_argument("--freeze-embeddings", default="word", choices=["none", "word", "all"],
                    help="keep embeddings as pretrained: word (the word-embedding matrix: half of MiniLM's weights, "
                         "which a dense AdamW update would rewrite every step for the few hundred rows a batch uses) "
@@ -71,9 +74,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: no clipping)")
     g.add_argument("--loss", default="bce", choices=["bce", "focal", "asl"],
                    help="binary cross-entropy, focal loss, or the asymmetric loss (README, Rare labels)")
-    g.add_argument("--pos-weight", default="none", choices=["none", "auto", "sqrt"],
+    g.add_argument("--pos-weight", default="sqrt", choices=["none", "auto", "sqrt"],
                    help="weigh each label's positives by negatives/positives (auto) or its square root (sqrt), "
-                        "capped by --pos-weight-max")
+                        "capped by --pos-weight-max; sqrt lets rare labels be learned (README, Rare labels)")
     g.add_argument("--pos-weight-max", type=float, default=10.0, help="cap of --pos-weight")
     g.add_argument("--head-bias", default="zero", choices=["zero", "prior"],
                    help="the head's initial bias: 0, or each label's log-odds in the training data")

@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# Proves the CUDA paths on a GPU machine with no network, in one command (under 8 minutes on one H100):
+# Proves the CUDA paths on a GPU machine with no network, and times them:
 #     bash bench/fetch_gpu_wheels.sh          # once, where PyPI can be reached: pytest's wheels into bench/wheels
-#     bash bench/gpu_check.sh OUT_DIR
-# 1. the machine (GPU, driver, versions) and the packages it lacks; pytest is installed from bench/wheels with
-#    pip --no-index into a folder of its own (nothing installed is touched);
-# 2. the CUDA tests (tests/test_cuda.py: bf16 and fp16 autocast training, SIGKILL + resume on CUDA, evaluation
-#    on CUDA, checkpoints moved between CUDA and CPU);
-# 3. a random-weight BERT of bert-base's shape and synthetic documents (bench/gpu_data.py);
-# 4. bench/speed.py on long documents (all truncated at 300 tokens) and on short ones: (a) the notebook's
-#    Trainer, (b) the tuned Trainer, (c) this codebase, and on the long ones (d) this codebase with
-#    --long-doc chunk: samples/s, tokens/s, MFU against the bf16 matmul
-#    peak measured in the same run, peak GPU memory.
-# Everything it prints goes to OUT_DIR: report.md (the summary), cuda-tests.txt, speed-long.txt, speed-short.txt.
-# GPU_CHECK_SMOKE=1 runs the same steps with a tiny model and a few steps (on a CPU, the CUDA tests skip).
+#     bash bench/gpu_check.sh OUT_DIR [PART ...]
+# PARTs, in the order they run (default: all of them; on one H100 VM, 2026-11-27: tests 3 min, each speed part
+# 1 to 3 minutes, as every variant is a fresh process that loads and tokenizes its data; compile more):
+#   tests    the CUDA tests (tests/test_cuda.py: bf16 and fp16 autocast training, SIGKILL + resume on CUDA,
+#            evaluation on CUDA, checkpoints moved between CUDA and CPU, --compile on CUDA);
+#   long     bench/speed.py on long documents cut at 300 tokens: (a) the notebook's Trainer, (b) the tuned
+#            Trainer, (c) this codebase truncating, (d) this codebase with --long-doc chunk (every window);
+#   compile  (c) with --compile on the same documents (its first steps and first validation batch compile);
+#   long512  as long, at 512 tokens;
+#   short    (a), (b), (c) on tweet-length documents.
+# Always first: the machine (GPU, driver, versions) and the packages it lacks (pytest is installed from
+# bench/wheels with pip --no-index into a folder of its own: nothing installed is touched), and for the speed
+# parts a random-weight BERT of bert-base's shape with synthetic documents (bench/gpu_data.py). Speed parts
+# print samples/s, tokens/s, MFU against the matmul peak measured in the same run, and peak GPU memory.
+# Everything goes to OUT_DIR: report.md (the summary), cuda-tests.txt, gpu-data.txt, speed-PART.txt.
+# GPU_CHECK_SMOKE=1 runs the same steps with a tiny model and a few steps (on a CPU, the CUDA tests skip, and
+# compile is left out: Inductor takes minutes on a CPU).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_check.sh OUT_DIR}
+out=${1:?usage: bash bench/gpu_check.sh OUT_DIR [tests|long|compile|long512|short ...]}
+shift
+parts=" ${*:-tests long compile long512 short} "
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.." || exit 2
 work=$(mktemp -d)
@@ -22,13 +29,16 @@ trap 'rm -rf "$work"' EXIT
 report="$out/report.md"
 failed=()
 if [ "${GPU_CHECK_SMOKE:-0}" = 1 ]; then
-  model_flags=(--layers 2 --hidden 64 --docs 120)
+  model_flags=(--layers 2 --hidden 64 --docs 120 --val-docs 16)
   speed_flags=(--rounds 1 --steps 3 --warmup-steps 1 --notebook-steps 2 --eval-examples 16)
-  test_timeout=120 speed_timeout=240
+  test_timeout=120 speed_timeout=240 compile_timeout=0
+  [[ $parts == *" compile "* ]] && echo "compile: left out of the smoke run (Inductor takes minutes on a CPU)"
+  parts=${parts/ compile / }
 else
   model_flags=()
-  speed_flags=(--rounds 2 --steps 60 --warmup-steps 5 --notebook-steps 10 --eval-examples 512)
-  test_timeout=300 speed_timeout=200
+  # evaluation needs thousands of documents on a GPU: 512 took about as long as 256 (fixed costs dominated)
+  speed_flags=(--rounds 1 --steps 100 --warmup-steps 5 --notebook-steps 20 --eval-examples 2048)
+  test_timeout=300 speed_timeout=240 compile_timeout=420
 fi
 
 {
@@ -57,23 +67,34 @@ if ! python -c "import pytest" 2>/dev/null; then
   fi
 fi
 
-echo -e "\n## CUDA tests" >> "$report"
-timeout "$test_timeout" python -m pytest -m cuda -v -rs -p no:cacheprovider tests/test_cuda.py > "$out/cuda-tests.txt" 2>&1
-code=$?
-[ $code -eq 0 ] || failed+=("CUDA tests (exit $code)")
-{ echo '```'; grep -E "PASSED|FAILED|SKIPPED|ERROR|passed|failed|skipped" "$out/cuda-tests.txt" | tail -n 20; echo '```'; } >> "$report"
-
-python bench/gpu_data.py "$work/data" "${model_flags[@]}" > /dev/null 2> "$out/gpu-data.txt" || failed+=("bench/gpu_data.py")
-for kind in long short; do
-  echo -e "\n## Speed, $kind documents" >> "$report"
-  variants=abc
-  [ "$kind" = long ] && variants=abcd  # (d): every window of a long document (--long-doc chunk)
-  timeout "$speed_timeout" python bench/speed.py --model "$work/data/model" --data "$work/data/$kind" \
-      --variants "$variants" "${speed_flags[@]}" > "$out/speed-$kind.txt" 2>&1
+if [[ $parts == *" tests "* ]]; then
+  echo -e "\n## CUDA tests" >> "$report"
+  timeout "$test_timeout" python -m pytest -m cuda -v -rs -p no:cacheprovider tests/test_cuda.py > "$out/cuda-tests.txt" 2>&1
   code=$?
-  [ $code -eq 0 ] || failed+=("speed, $kind (exit $code)")
-  { echo '```'; grep -vE "^round " "$out/speed-$kind.txt" | tail -n 16; echo '```'; } >> "$report"
-done
+  [ $code -eq 0 ] || failed+=("CUDA tests (exit $code)")
+  { echo '```'; grep -E "PASSED|FAILED|SKIPPED|ERROR|passed|failed|skipped" "$out/cuda-tests.txt" | tail -n 20; echo '```'; } >> "$report"
+fi
+
+if [[ $parts =~ " "(long|compile|long512|short)" " ]]; then
+  python bench/gpu_data.py "$work/data" "${model_flags[@]}" > /dev/null 2> "$out/gpu-data.txt" || failed+=("bench/gpu_data.py")
+fi
+
+speed() {  # speed NAME TITLE DATA VARIANTS TIMEOUT [more bench/speed.py flags]: runs if NAME is a part asked for
+  local name=$1 title=$2 data=$3 variants=$4 limit=$5
+  shift 5
+  [[ $parts == *" $name "* ]] || return 0
+  echo -e "\n## Speed, $title" >> "$report"
+  timeout "$limit" python bench/speed.py --model "$work/data/model" --data "$work/data/$data" \
+      --variants "$variants" "${speed_flags[@]}" "$@" > "$out/speed-$name.txt" 2>&1
+  local code=$?
+  [ $code -eq 0 ] || failed+=("speed, $title (exit $code)")
+  { echo '```'; grep -vE "^round " "$out/speed-$name.txt" | tail -n 16; echo '```'; } >> "$report"
+}
+speed long "long documents, 300 tokens" long abcd "$speed_timeout"
+speed compile "long documents, 300 tokens, (c) with --compile" long c "$compile_timeout" --warmup-steps 12 \
+    --ours-flags --compile
+speed long512 "long documents, 512 tokens" long abcd "$speed_timeout" --max-length 512
+speed short "short documents" short abc "$speed_timeout"
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo -e "\nFAILED: ${failed[*]}" >> "$report"

@@ -1,12 +1,12 @@
 """A random-weight BERT and synthetic documents for speed checks where no model or data can be downloaded.
 
-    python bench/gpu_data.py OUT_DIR                     # bert-base's shape (12 x 768), 2,000 long + 2,000 short docs
-    python bench/gpu_data.py OUT_DIR --layers 2 --hidden 64 --docs 200
+    python bench/gpu_data.py OUT_DIR            # bert-base's shape (12 x 768); 2,000 + 2,048 long and short docs
+    python bench/gpu_data.py OUT_DIR --layers 2 --hidden 64 --docs 200 --val-docs 32
 
 Writes OUT_DIR/model (a Hugging Face folder: BertConfig, random weights, a word-level vocab of 30,522 entries),
-OUT_DIR/long/train.tsv (every document 400 to 700 words: truncated at 300 tokens, as MultiEURLEX's laws are) and
-OUT_DIR/short/train.tsv (10 to 60 words, tweet-like). Eleven labels, each tied to its own keywords. Speed does
-not depend on the weights, so random ones measure what bert-base-uncased would.
+OUT_DIR/long/{train,validation}.tsv (every document 400 to 700 words: truncated at 300 tokens, as MultiEURLEX's
+laws are) and OUT_DIR/short/{train,validation}.tsv (10 to 60 words, tweet-like). Eleven labels, each tied to
+its own keywords. Speed does not depend on the weights, so random ones measure what bert-base-uncased would.
 """
 import argparse
 import os
@@ -48,11 +48,14 @@ def main():
     p.add_argument("out")
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--hidden", type=int, default=768)
-    p.add_argument("--docs", type=int, default=2000)
+    p.add_argument("--docs", type=int, default=2000, help="training documents of each kind")
+    p.add_argument("--val-docs", type=int, default=2048, help="validation documents of each kind: a GPU evaluates "
+                   "a few hundred in less time than its fixed costs take")
     args = p.parse_args()
     vocab_size = write_model(os.path.join(args.out, "model"), args.layers, args.hidden)
-    write_documents(os.path.join(args.out, "long", "train.tsv"), args.docs, 400, 700, vocab_size, seed=1)
-    write_documents(os.path.join(args.out, "short", "train.tsv"), args.docs, 10, 60, vocab_size, seed=2)
+    for kind, low, high, seed in (("long", 400, 700, 1), ("short", 10, 60, 2)):
+        write_documents(os.path.join(args.out, kind, "train.tsv"), args.docs, low, high, vocab_size, seed)
+        write_documents(os.path.join(args.out, kind, "validation.tsv"), args.val_docs, low, high, vocab_size, seed + 10)
     print(os.path.abspath(args.out))
 
 

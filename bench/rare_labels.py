@@ -1,7 +1,7 @@
 """Rare labels: a long-tailed version of the shared SemEval tweets, recipes compared on it, and a TF-IDF + linear
 SVM baseline on the same splits.
 
-    python bench/rare_labels.py --variant="" --variant="--head-bias prior" --variant="--loss asl"
+    python bench/rare_labels.py --variant="" --variant="--pos-weight none" --variant="--pos-weight none --loss asl"
     python bench/rare_labels.py --svm-only
 
 The training split keeps only 5, 10, 20 and 50 positive examples of love, pessimism, surprise and trust (the

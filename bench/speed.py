@@ -196,6 +196,8 @@ def run_ours(args, chunk: bool = False) -> dict:
     cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type, fast)
     torch.manual_seed(0)
     state = build_train_state(cfg, len(names), args.warmup_steps + args.steps, device, amp_dtype)
+    if cfg["compile"]:
+        state.compile()
     model = state.model
     cfg["attention_impl"] = attention_impl(model)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -217,9 +219,9 @@ def run_ours(args, chunk: bool = False) -> dict:
     timed.clear()
     stats = run_steps(args.steps)
     val_loader = build_loader(val_set, args.eval_batch_size, tokenizer.pad_token_id, False, device=device)
-    predict(model, FirstBatches(val_loader, 1), device, amp_dtype)
+    predict(state.eval_model, FirstBatches(val_loader, 1), device, amp_dtype)
     start = time.perf_counter()
-    predict(model, val_loader, device, amp_dtype)
+    predict(state.eval_model, val_loader, device, amp_dtype)
     eval_seconds = time.perf_counter() - start
     assert chunk or len(timed) == stats["examples"]
     return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds,
@@ -278,6 +280,8 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else cpu_name()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, kernels {torch.backends.cpu.get_cpu_capability()}")
+    print(f"batch {args.batch_size} (evaluation {args.eval_batch_size}), max length {args.max_length}"
+          + (f"; (c) and (d) with {' '.join(args.ours_flags)}" if args.ours_flags else ""))
     # the peak before and after the rounds, the higher counts: a single measurement on a busy host ran 20% low
     likely = ["fp32", "bf16", "fp16"] if device == "cuda" else ["fp32"] + (
         ["bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else [])

@@ -83,6 +83,23 @@ class RunFolder:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
         self._recover()
+        self._refuse_foreign_config()
+
+    def _refuse_foreign_config(self) -> None:
+        """A run writes (and on --overwrite removes) config.json: a folder whose config.json is another
+        program's (a model folder's, say) is refused rather than overwritten."""
+        path = self.file("config.json")
+        if not os.path.isfile(path):
+            return
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError):
+            config = None
+        if not (isinstance(config, dict) and {"model", "lr", "max_length"} <= config.keys()):  # train.py's, any version
+            self.unlock()
+            raise RunFolderError(f"--output-dir {self.path}: its config.json is not a train.py run's (a model "
+                                 "folder?), and a run would overwrite it; choose another --output-dir")
 
     def unlock(self, remove_if_empty: bool = False) -> None:
         """Release the folder; `remove_if_empty`: a folder this process made and left empty goes too."""

@@ -39,19 +39,29 @@ class TrainState:
     autocast dtype, and `progress`: epochs done, batches done in the current epoch and their loss sum, optimizer steps, the best
     validation metric and its epoch. The loop keeps the epoch's loss sum on the device (`loss_sum`), so
     counting it costs no host sync; it is read only when the state is saved. `forward_model` is what the loop
-    calls: the model, or its DistributedDataParallel wrapper (`wrap_distributed`); `model` is always the
-    unwrapped one, whose weights are saved."""
+    calls: the model, or its DistributedDataParallel wrapper (`wrap_distributed`), compiled or not (`compile`);
+    `eval_model` is what validation calls; `model` is always the unwrapped one, whose weights are saved."""
 
     def __init__(self, model, optimizer, scheduler, scaler, device: torch.device, amp_dtype: torch.dtype | None):
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.device, self.amp_dtype = device, amp_dtype
-        self.forward_model = model
+        self.forward_model = self.eval_model = model
         self.progress = {"epoch": 0, "batches_done": 0, "step": 0, "best_metric": -float("inf"), "best_epoch": 0}
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
 
     def wrap_distributed(self) -> None:
         self.forward_model = torch.nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def compile(self) -> None:
+        """torch.compile what the loop calls, with dynamic shapes from the start: batches change length (and the
+        last one its size), and one graph for all of them compiles once rather than once per shape. Validation
+        runs the same compiled module in eval mode (one more compile), or under DDP the plain model (its ranks
+        evaluate apart). The weights stay `model`'s, so checkpoints do not change."""
+        distributed = self.forward_model is not self.model
+        self.forward_model = torch.compile(self.forward_model, dynamic=True)
+        if not distributed:
+            self.eval_model = self.forward_model
 
     def start_epoch(self) -> None:
         """Called after an epoch's validation: the next epoch starts at its first batch."""

@@ -118,7 +118,7 @@ def run(args, resume: dict | None) -> dict:
 
 
 def train(args, resume, device, rank, world_size, folder, signals) -> dict:
-    fast = args.fast_paths == "on"
+    fast = cpu_fast.enabled(vars(args))
     if fast:
         cpu_fast.keep_freed_memory(device)
     main = folder is not None
@@ -159,6 +159,8 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
             log(f"resume: --{name.replace('_', '-')} {old} -> {new}, in effect from step {progress['step']} on")
     if world_size > 1:
         state.wrap_distributed()
+    if args.compile:
+        state.compile()
 
     static = {"config": config, "label_names": label_names, "tokenizer_files": tokenizer_files(tokenizer),
               "encoder_config": json.loads(model.encoder.config.to_json_string()),
@@ -214,7 +216,7 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
             signals.deferring = False
             if fast:
                 cpu_fast.release_freed_memory(device)
-            val, thresholds = validate(model, val_loader, device, amp_dtype, loss_fn, args, label_names,
+            val, thresholds = validate(state.eval_model, val_loader, device, amp_dtype, loss_fn, args, label_names,
                                        splits["validation"], logger, progress["step"])
             if fast:
                 cpu_fast.release_freed_memory(device)

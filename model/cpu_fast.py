@@ -38,8 +38,9 @@ SWITCH = ("on", "off")
 
 
 def enabled(cfg: dict) -> bool:
-    """Whether a run's config asks for the fast paths (runs from before the switch had them)."""
-    return cfg.get("fast_paths", "on") == "on"
+    """Whether a run's config asks for the fast paths (runs from before the switch had them). `--compile` turns
+    them off: they are eager-mode tricks (a NumPy mask, a hook) that would break torch.compile's graphs."""
+    return cfg.get("fast_paths", "on") == "on" and not cfg.get("compile", False)
 
 
 def keep_mask(shape, p: float) -> torch.Tensor:

@@ -1,10 +1,14 @@
-"""Rare labels: the losses made for long tails, the head's bias at the label priors, early stopping."""
+"""Rare labels: the losses made for long tails, the head's bias at the label priors, early stopping, and a label
+learned from 5 examples."""
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+import evaluate
 import train
-from conftest import epochs_of, tiny_train_args
+from conftest import FILLER, KEYWORDS, LABELS, epochs_of, tiny_train_args, write_flag_tsv
 from engine.losses import FocalLoss, build_loss, label_pos_weight, prior_logits
 
 
@@ -52,3 +56,33 @@ def test_patience_stops_a_run_that_no_longer_improves_and_a_resume_stops_at_once
     assert "early stop: no better macro_f1 in the 1 epochs since epoch 1 (--patience 1)" in capsys.readouterr().out
     train.main(["--resume", "auto", "--output-dir", str(out)])
     assert len(epochs_of(out)) == 2
+
+
+def rows_with_a_rare_label(n: int, rare_positives: int, seed: int) -> list[tuple[str, list[str]]]:
+    """The synthetic task, with its last label present in only `rare_positives` of the `n` texts."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        labels = [label for label in LABELS[:-1] if rng.random() < 0.3] + ([LABELS[-1]] if i < rare_positives else [])
+        words = rng.choices(FILLER, k=rng.randint(4, 12)) + [rng.choice(KEYWORDS[label]) for label in labels]
+        rng.shuffle(words)
+        rows.append((" ".join(words), labels))
+    rng.shuffle(rows)
+    return rows
+
+
+def test_square_root_positive_weights_learn_a_label_from_5_examples_that_plain_bce_does_not(tiny_bert, tmp_path):
+    """480 training texts, 5 of them with the rare label; 200 validation texts, 40 with it. At the same budget,
+    BCE never predicts it at 0.5 and `--pos-weight sqrt` (its weight: sqrt(475 / 5), about 9.7) does."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_flag_tsv(data / "train.tsv", rows_with_a_rare_label(480, 5, seed=1))
+    write_flag_tsv(data / "validation.tsv", rows_with_a_rare_label(200, 40, seed=2))
+    rare_f1 = {}
+    for name, flags in (("bce", ["--pos-weight", "none"]), ("sqrt", ["--pos-weight", "sqrt"])):
+        out = tmp_path / name
+        train.main(tiny_train_args(tiny_bert, str(data), out, "--epochs", "15", "--seed", "1", *flags))
+        result = evaluate.main(["--ckpt", str(out / "last.pt"), "--split", "validation",
+                                "--output", str(tmp_path / f"{name}.json")])
+        rare_f1[name] = next(row["f1"] for row in result["per_label"] if row["label"] == LABELS[-1])
+    assert rare_f1["bce"] < 0.2 and rare_f1["sqrt"] > 0.5, rare_f1

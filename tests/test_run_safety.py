@@ -104,6 +104,16 @@ def test_3_a_second_train_py_on_a_busy_folder_gets_one_line(tiny_bert, synthetic
     assert first.returncode == 128 + signal.SIGTERM
 
 
+def test_3_a_folder_whose_config_json_is_not_a_runs_is_refused(tiny_bert, synthetic_folder, tmp_path):
+    model_copy = tmp_path / "model"
+    shutil.copytree(tiny_bert, model_copy)
+    before = fingerprint(model_copy)
+    for extra in ((), ("--overwrite",)):
+        done = cli("train.py", *tiny_train_args(tiny_bert, synthetic_folder, model_copy, *extra))
+        one_error_line(done, f"--output-dir {model_copy}: its config.json is not a train.py run's (a model folder?)")
+        assert fingerprint(model_copy) == before
+
+
 def test_4_changed_optimization_flags_apply_on_resume_and_are_recorded(base_run):
     base, _ = base_run
     done = cli("train.py", "--resume", "auto", "--output-dir", base, "--epochs", "3", "--lr", "1e-3")
@@ -163,7 +173,7 @@ def test_8_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny_bert, syntheti
     time.sleep(0.5)
     process.send_signal(signum)
     err = process.stderr.read()
-    assert process.wait(60) == 128 + signum
+    assert process.wait(60) == 128 + signum, err[-3000:]
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"interrupted by {signal.Signals(signum).name}: last.pt saved at epoch"), err[-2000:]
