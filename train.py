@@ -58,6 +58,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the model for training and validation, with the CPU fast paths off: "
                         "each new batch shape costs a compile first (tens of seconds); README, Speed")
+    g.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
+                   help="with --compile: torch.compile's mode; reduce-overhead replays CUDA graphs, taking the "
+                        "host's cost of launching each kernel off a GPU that waits on it (README, GPU check)")
     g.add_argument("--freeze-embeddings", default="word", choices=["none", "word", "all"],
                    help="keep embeddings as pretrained: word (the word-embedding matrix: half of MiniLM's weights, "
                         "which a dense AdamW update would rewrite every step for the few hundred rows a batch uses) "
@@ -72,8 +75,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=float, default=0.1, help="fraction of all steps with a linear warm-up")
     g.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
     g.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: no clipping)")
-    g.add_argument("--loss", default="bce", choices=["bce", "focal", "asl"],
-                   help="binary cross-entropy, focal loss, or the asymmetric loss (README, Rare labels)")
+    g.add_argument("--loss", default="bce", choices=["bce", "focal", "asl", "db"],
+                   help="binary cross-entropy, focal loss, the asymmetric loss, or the distribution-balanced loss "
+                        "(README, Rare labels)")
     g.add_argument("--pos-weight", default="sqrt", choices=["none", "auto", "sqrt"],
                    help="weigh each label's positives by negatives/positives (auto) or its square root (sqrt), "
                         "capped by --pos-weight-max; sqrt lets rare labels be learned (README, Rare labels)")

@@ -2,13 +2,17 @@
 # Proves the CUDA paths on a GPU machine with no network, and times them:
 #     bash bench/fetch_gpu_wheels.sh          # once, where PyPI can be reached: pytest's wheels into bench/wheels
 #     bash bench/gpu_check.sh OUT_DIR [PART ...]
-# PARTs, in the order they run (default: all of them; on one H100 VM, 2026-11-27: tests 3 min, each speed part
-# 1 to 3 minutes, as every variant is a fresh process that loads and tokenizes its data; compile more):
+# PARTs, run in the order given (default: all of them, in this order; on one H100 VM, 2026-11-27: tests 3 min,
+# each speed part 1 to 3 minutes, as every variant is a fresh process that loads and tokenizes its data; compile more):
 #   tests    the CUDA tests (tests/test_cuda.py: bf16 and fp16 autocast training, SIGKILL + resume on CUDA,
 #            evaluation on CUDA, checkpoints moved between CUDA and CPU, --compile on CUDA);
+#   profile  (c) below, 20 timed steps, then 10 more under torch.profiler: the share of the wall clock the GPU
+#            computes, and the ops with the most GPU and host time (profile-profile.txt);
 #   long     bench/speed.py on long documents cut at 300 tokens: (a) the notebook's Trainer, (b) the tuned
 #            Trainer, (c) this codebase truncating, (d) this codebase with --long-doc chunk (every window);
-#   compile  (c) with --compile on the same documents (its first steps and first validation batch compile);
+#   compile  (c) with --compile on the same documents (its first steps and first validation batch compile),
+#            profiled as above after the timed steps (profile-compile.txt);
+#   graphs   as compile, in the mode that replays CUDA graphs (--compile-mode reduce-overhead);
 #   long512  as long, at 512 tokens;
 #   short    (a), (b), (c) on tweet-length documents.
 # Always first: the machine (GPU, driver, versions) and the packages it lacks (pytest is installed from
@@ -19,9 +23,9 @@
 # GPU_CHECK_SMOKE=1 runs the same steps with a tiny model and a few steps (on a CPU, the CUDA tests skip, and
 # compile is left out: Inductor takes minutes on a CPU).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_check.sh OUT_DIR [tests|long|compile|long512|short ...]}
+out=${1:?usage: bash bench/gpu_check.sh OUT_DIR [tests|profile|long|compile|graphs|long512|short ...]}
 shift
-parts=" ${*:-tests long compile long512 short} "
+parts=" ${*:-tests profile long compile graphs long512 short} "
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.." || exit 2
 work=$(mktemp -d)
@@ -31,13 +35,16 @@ failed=()
 if [ "${GPU_CHECK_SMOKE:-0}" = 1 ]; then
   model_flags=(--layers 2 --hidden 64 --docs 120 --val-docs 16)
   speed_flags=(--rounds 1 --steps 3 --warmup-steps 1 --notebook-steps 2 --eval-examples 16)
+  profile_flags=(--steps 2 --profile-steps 2)
   test_timeout=120 speed_timeout=240 compile_timeout=0
-  [[ $parts == *" compile "* ]] && echo "compile: left out of the smoke run (Inductor takes minutes on a CPU)"
+  [[ $parts =~ " "(compile|graphs)" " ]] && echo "compile and graphs: left out of the smoke run (Inductor takes minutes on a CPU)"
   parts=${parts/ compile / }
+  parts=${parts/ graphs / }
 else
   model_flags=()
   # evaluation needs thousands of documents on a GPU: 512 took about as long as 256 (fixed costs dominated)
   speed_flags=(--rounds 1 --steps 100 --warmup-steps 5 --notebook-steps 20 --eval-examples 2048)
+  profile_flags=(--steps 20)
   test_timeout=300 speed_timeout=240 compile_timeout=420
 fi
 
@@ -67,34 +74,45 @@ if ! python -c "import pytest" 2>/dev/null; then
   fi
 fi
 
-if [[ $parts == *" tests "* ]]; then
+cuda_tests() {
   echo -e "\n## CUDA tests" >> "$report"
   timeout "$test_timeout" python -m pytest -m cuda -v -rs -p no:cacheprovider tests/test_cuda.py > "$out/cuda-tests.txt" 2>&1
-  code=$?
+  local code=$?
   [ $code -eq 0 ] || failed+=("CUDA tests (exit $code)")
   { echo '```'; grep -E "PASSED|FAILED|SKIPPED|ERROR|passed|failed|skipped" "$out/cuda-tests.txt" | tail -n 20; echo '```'; } >> "$report"
-fi
+}
 
-if [[ $parts =~ " "(long|compile|long512|short)" " ]]; then
-  python bench/gpu_data.py "$work/data" "${model_flags[@]}" > /dev/null 2> "$out/gpu-data.txt" || failed+=("bench/gpu_data.py")
-fi
-
-speed() {  # speed NAME TITLE DATA VARIANTS TIMEOUT [more bench/speed.py flags]: runs if NAME is a part asked for
+speed() {  # speed NAME TITLE DATA VARIANTS TIMEOUT [more bench/speed.py flags]
   local name=$1 title=$2 data=$3 variants=$4 limit=$5
   shift 5
-  [[ $parts == *" $name "* ]] || return 0
   echo -e "\n## Speed, $title" >> "$report"
   timeout "$limit" python bench/speed.py --model "$work/data/model" --data "$work/data/$data" \
       --variants "$variants" "${speed_flags[@]}" "$@" > "$out/speed-$name.txt" 2>&1
   local code=$?
   [ $code -eq 0 ] || failed+=("speed, $title (exit $code)")
-  { echo '```'; grep -vE "^round " "$out/speed-$name.txt" | tail -n 16; echo '```'; } >> "$report"
+  { echo '```'; grep -vE "^round " "$out/speed-$name.txt" | tail -n 16
+    [ -f "$out/profile-$name.txt" ] && head -n 2 "$out/profile-$name.txt"; echo '```'; } >> "$report"
 }
-speed long "long documents, 300 tokens" long abcd "$speed_timeout"
-speed compile "long documents, 300 tokens, (c) with --compile" long c "$compile_timeout" --warmup-steps 12 \
-    --ours-flags --compile
-speed long512 "long documents, 512 tokens" long abcd "$speed_timeout" --max-length 512
-speed short "short documents" short abc "$speed_timeout"
+
+if [[ $parts =~ " "(profile|long|compile|graphs|long512|short)" " ]]; then
+  python bench/gpu_data.py "$work/data" "${model_flags[@]}" > /dev/null 2> "$out/gpu-data.txt" || failed+=("bench/gpu_data.py")
+fi
+for part in $parts; do
+  case $part in
+    tests) cuda_tests ;;
+    profile) speed profile "long documents, 300 tokens, (c) profiled" long c "$speed_timeout" "${profile_flags[@]}" \
+        --profile-out "$out/profile-profile.txt" ;;
+    long) speed long "long documents, 300 tokens" long abcd "$speed_timeout" ;;
+    compile) speed compile "long documents, 300 tokens, (c) with --compile" long c "$compile_timeout" \
+        --warmup-steps 12 --profile-out "$out/profile-compile.txt" --ours-flags --compile ;;
+    graphs) speed graphs "long documents, 300 tokens, (c) with --compile --compile-mode reduce-overhead" long c \
+        "$compile_timeout" --warmup-steps 12 --profile-out "$out/profile-graphs.txt" --ours-flags --compile \
+        --compile-mode reduce-overhead ;;
+    long512) speed long512 "long documents, 512 tokens" long abcd "$speed_timeout" --max-length 512 ;;
+    short) speed short "short documents" short abc "$speed_timeout" ;;
+    *) echo "unknown part: $part (tests, profile, long, compile, graphs, long512, short)" >> "$report"; failed+=("part $part") ;;
+  esac
+done
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo -e "\nFAILED: ${failed[*]}" >> "$report"

@@ -197,7 +197,7 @@ def run_ours(args, chunk: bool = False) -> dict:
     torch.manual_seed(0)
     state = build_train_state(cfg, len(names), args.warmup_steps + args.steps, device, amp_dtype)
     if cfg["compile"]:
-        state.compile()
+        state.compile(cfg["compile_mode"])
     model = state.model
     cfg["attention_impl"] = attention_impl(model)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -218,16 +218,52 @@ def run_ours(args, chunk: bool = False) -> dict:
     run_steps(args.warmup_steps)
     timed.clear()
     stats = run_steps(args.steps)
+    timed_lengths = list(timed)  # the profiled steps below are not timed
+    if args.profile_out:
+        try:
+            profile_steps(run_steps, args.profile_steps, device, args.profile_out)
+        except Exception as e:  # the profile is a diagnosis: the timings above still count
+            with open(args.profile_out, "w", encoding="utf-8") as f:
+                f.write(f"profiling failed: {type(e).__name__}: {e}\n")
     val_loader = build_loader(val_set, args.eval_batch_size, tokenizer.pad_token_id, False, device=device)
     predict(state.eval_model, FirstBatches(val_loader, 1), device, amp_dtype)
     start = time.perf_counter()
     predict(state.eval_model, val_loader, device, amp_dtype)
     eval_seconds = time.perf_counter() - start
-    assert chunk or len(timed) == stats["examples"]
+    assert chunk or len(timed_lengths) == stats["examples"]
     return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds,
             "dtype": "fp32" if amp_dtype is None else dtype_name(amp_dtype), "attention": cfg["attention_impl"],
-            **work(model.encoder, timed, "train", stats["examples"]),
+            **work(model.encoder, timed_lengths, "train", stats["examples"]),
             **work(model.encoder, val_set.window_lengths.tolist(), "eval", len(val_set))}
+
+
+def profile_steps(run_steps, n, device, path):
+    """Writes to `path` where `n` more training steps spend their time: the share of the wall clock the device
+    computes (on a GPU, kernels' time over the steps' time: far below 1, the GPU waits on the host), and the
+    ops with the most device time and the most host time."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        run_steps(n)
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    lines = [f"{n} training steps profiled: {wall * 1e3 / n:.1f} ms a step"]
+    if cuda:
+        gpu = [e for e in events if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
+        kernels = sum(e.self_device_time_total for e in gpu) / 1e6
+        lines.append(f"GPU kernels: {kernels * 1e3 / n:.1f} ms a step, {kernels / wall:.0%} of the wall clock; "
+                     f"{sum(e.count for e in gpu) / n:.0f} kernels a step")
+        lines += ["", "by GPU time:", events.table(sort_by="self_device_time_total", row_limit=20)]
+    lines += ["", "by host time:", events.table(sort_by="self_cpu_time_total", row_limit=20)]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def worker(args):
@@ -267,6 +303,9 @@ def main():
     p.add_argument("--isa", default="native", choices=["native", "avx2"],
                    help="avx2: limit PyTorch's, MKL's and oneDNN's kernels to AVX2, as on an AVX2-only CPU "
                         "(bf16 then counts as unsupported, so (b) and (c) train in fp32)")
+    p.add_argument("--profile-out", default=None,
+                   help="(c) and (d): profile --profile-steps more training steps and write the tables to this file")
+    p.add_argument("--profile-steps", type=int, default=10)
     p.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="extra train.py flags for (c) and (d); last")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()

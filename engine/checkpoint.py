@@ -113,7 +113,7 @@ CONFIG_CHOICES = {"pooling": ("mean", "cls"), "amp_dtype": ("off", "bf16", "fp16
                   "attention_impl": ("sdpa", "eager", "plain_or_sdpa")}
 # Fields added later: a checkpoint from before them lacks them, and the reader's default stands in.
 LATER_CONFIG_CHOICES = {"fast_paths": ("on", "off"), "long_doc": ("truncate", "head-tail", "chunk"),
-                        "chunk_pool": ("max", "mean"), "loss": ("bce", "focal", "asl")}
+                        "chunk_pool": ("max", "mean"), "loss": ("bce", "focal", "asl", "db")}
 
 
 def checkpoint_problem(state: dict) -> str | None:
@@ -146,6 +146,9 @@ def checkpoint_problem(state: dict) -> str | None:
     files = state.get("tokenizer_files")
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
         return "tokenizer_files is missing"
+    prior = state.get("label_prior")
+    if config.get("loss") == "db" and not (isinstance(prior, torch.Tensor) and prior.shape == (len(names),)):
+        return "its loss is db but its label_prior is missing or does not match its labels"
     thresholds = state.get("thresholds")
     if thresholds is not None and not (isinstance(thresholds, dict) and isinstance(thresholds.get("global"), NUMBER)
                                        and isinstance(thresholds.get("per_label"), list)

@@ -32,8 +32,9 @@ class Predictor:
                                   f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         self.model.to(self.device)
         self.batch_size = batch_size or self.config["eval_batch_size"]
-        pos_weight = self.state.get("pos_weight")
-        self.loss_fn = build_loss(self.config, pos_weight.to(self.device) if pos_weight is not None else None)
+        pos_weight, prior = (self.state.get(key) for key in ("pos_weight", "label_prior"))
+        self.loss_fn = build_loss(self.config, *(t.to(self.device) if t is not None else None
+                                                 for t in (pos_weight, prior)))
 
     def probabilities(self, examples: Examples, cache_dir=None) -> tuple[np.ndarray, np.ndarray, float]:
         """(probabilities, multi-hot gold labels, mean loss) in the order of `examples`."""

@@ -53,13 +53,15 @@ class TrainState:
         self.forward_model = torch.nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
-    def compile(self) -> None:
+    def compile(self, mode: str = "default") -> None:
         """torch.compile what the loop calls, with dynamic shapes from the start: batches change length (and the
-        last one its size), and one graph for all of them compiles once rather than once per shape. Validation
+        last one its size), and one graph for all of them compiles once rather than once per shape (under
+        `reduce-overhead`, each shape still records its own CUDA graph). Validation
         runs the same compiled module in eval mode (one more compile), or under DDP the plain model (its ranks
         evaluate apart). The weights stay `model`'s, so checkpoints do not change."""
         distributed = self.forward_model is not self.model
-        self.forward_model = torch.compile(self.forward_model, dynamic=True)
+        options = {} if mode == "default" else {"mode": mode}
+        self.forward_model = torch.compile(self.forward_model, dynamic=True, **options)
         if not distributed:
             self.eval_model = self.forward_model
 

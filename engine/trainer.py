@@ -18,7 +18,7 @@ from engine.errors import NAMES, Interrupted, NonFiniteLossError
 from engine.interrupt import StopSignals
 from engine.logger import RunLogger
 from engine.loop import evaluate, train_one_epoch
-from engine.losses import build_loss, label_pos_weight, prior_logits
+from engine.losses import build_loss, label_pos_weight, label_prior, prior_logits
 from engine.metrics import binarize, f1_scores
 from engine.optim import set_learning_rates
 from engine.run_folder import RunFolder
@@ -146,7 +146,8 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
     model, progress = state.model, state.progress
     config["attention_impl"] = attention_impl(model)  # what the architecture runs (MPNet: eager)
     pos_weight = label_pos_weight(splits["train"].labels, len(label_names), args.pos_weight, args.pos_weight_max)
-    loss_fn = build_loss(config, pos_weight.to(device) if pos_weight is not None else None)
+    prior = label_prior(splits["train"].labels, len(label_names))
+    loss_fn = build_loss(config, pos_weight.to(device) if pos_weight is not None else None, prior.to(device))
     if args.head_bias == "prior" and not resume:
         with torch.no_grad():
             model.head.bias.copy_(prior_logits(splits["train"].labels, len(label_names)))
@@ -160,11 +161,11 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
     if world_size > 1:
         state.wrap_distributed()
     if args.compile:
-        state.compile()
+        state.compile(args.compile_mode)
 
     static = {"config": config, "label_names": label_names, "tokenizer_files": tokenizer_files(tokenizer),
               "encoder_config": json.loads(model.encoder.config.to_json_string()),
-              "pos_weight": pos_weight}
+              "pos_weight": pos_weight, "label_prior": prior}
     last_path, best_path = os.path.join(args.output_dir, "last.pt"), os.path.join(args.output_dir, "best.pt")
 
     def save_last(val_metrics=None, thresholds=None):

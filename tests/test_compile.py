@@ -15,14 +15,16 @@ def test_a_compiled_run_trains_and_its_checkpoint_evaluates_uncompiled(tiny_bert
                                                                       monkeypatch):
     compiled, compile_for_real = [], functools.partial(torch.compile, backend="aot_eager")
 
-    def compile_on_aot_eager(module, **kwargs):
-        compiled.append(module)
-        return compile_for_real(module, **kwargs)
+    def compile_on_aot_eager(module, mode=None, **kwargs):
+        compiled.append((module, mode))
+        return compile_for_real(module, **kwargs)  # the mode's CUDA graphs need a GPU (tests/test_cuda.py)
 
     monkeypatch.setattr(torch, "compile", compile_on_aot_eager)
     out = tmp_path / "compiled"
-    train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--compile", "--epochs", "3"))
-    assert len(compiled) == 1 and type(compiled[0]).__name__ == "MultiLabelClassifier"
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--compile", "--compile-mode", "reduce-overhead",
+                               "--epochs", "3"))
+    assert len(compiled) == 1 and type(compiled[0][0]).__name__ == "MultiLabelClassifier"
+    assert compiled[0][1] == "reduce-overhead"
     epochs = epochs_of(out)
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] and epochs[-1]["val_micro_f1"] > 0.3
     best = torch.load(out / "best.pt", weights_only=True)

@@ -91,12 +91,15 @@ def test_checkpoints_move_between_cuda_and_cpu(cuda_run, trained_run, tmp_path):
         assert on["cuda"]["loss"] == pytest.approx(on["cpu"]["loss"], rel=1e-3), folder
 
 
-def test_a_compiled_run_on_cuda_learns_and_its_checkpoint_evaluates_uncompiled(tiny_bert, synthetic_folder, tmp_path):
-    """--compile with the default backend (Inductor's generated CUDA kernels), in bf16: it learns the task, the
-    checkpoint holds the plain model, and evaluate.py (uncompiled) agrees with the compiled validation to bf16
-    precision (fused kernels round differently)."""
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_a_compiled_run_on_cuda_learns_and_its_checkpoint_evaluates_uncompiled(tiny_bert, synthetic_folder, tmp_path,
+                                                                               mode):
+    """--compile with the default backend (Inductor's generated CUDA kernels), in bf16, and in the mode that
+    replays CUDA graphs: it learns the task, the checkpoint holds the plain model, and evaluate.py (uncompiled)
+    agrees with the compiled validation to bf16 precision (fused kernels round differently)."""
     out = tmp_path / "compiled"
-    summary = train.main(cuda_args(tiny_bert, synthetic_folder, out, "--amp", "bf16", "--compile"))
+    summary = train.main(cuda_args(tiny_bert, synthetic_folder, out, "--amp", "bf16", "--compile", "--compile-mode",
+                                   mode))
     best = torch.load(out / "best.pt", weights_only=True)
     assert summary["best_metric"] > 0.8 and not any("_orig_mod" in key for key in best["model"])
     logged = next(r for r in epochs_of(out) if r["step"] == best["progress"]["step"])
