@@ -95,7 +95,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--tune-objective", default="micro_f1", choices=["micro_f1", "macro_f1"],
                    help="what the thresholds tuned on validation predictions maximise")
     g.add_argument("--tune-min-positives", type=int, default=5,
-                   help="a label with fewer validation positives keeps the tuned global threshold")
+                   help="a label with fewer validation positives is too rare to tune alone (--tune-fallback)")
+    g.add_argument("--tune-fallback", default="pooled", choices=["global", "pooled"],
+                   help="the threshold of labels too rare to tune alone: the tuned global one, or one tuned on "
+                        "all of them pooled (README, Rare labels)")
     g = p.add_argument_group("run")
     g.add_argument("--output-dir", default=None, help="default: runs/<run-name>")
     g.add_argument("--run-name", default=None, help="default: <model>-<data>-<date>")

@@ -102,6 +102,7 @@ def resolve_args(get_args_parser, argv) -> tuple[argparse.Namespace, dict | None
         if "freeze_word_embeddings" in resume["config"] and "freeze_embeddings" not in saved:  # older runs' flag
             saved["freeze_embeddings"] = "word" if resume["config"]["freeze_word_embeddings"] else "none"
         saved.setdefault("pos_weight", "none")  # runs from before the flag weighed no positives
+        saved.setdefault("tune_fallback", "global")  # and kept rare labels at the global threshold
         for name, value in given.items():
             if name in FIXED_ON_RESUME and name in saved and value != saved[name]:
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: the run being resumed has "

@@ -3,7 +3,10 @@
 Per-label thresholds for micro-F1 are found by coordinate ascent from the best global threshold: each label in
 turn takes the grid value that maximises the micro-F1 of all labels with the others held, so the result is
 never worse than the global threshold on the tuning data. For macro-F1 each label maximises its own F1.
-Labels with fewer than `min_positives` positives keep the global threshold: too few to tune on.
+Labels with fewer than `min_positives` positives are too few to tune one by one: with `fallback="global"` they
+keep the global threshold; with `fallback="pooled"` they share one threshold tuned on all of them together
+(their pairs pooled), where those hold `min_positives` positives between them. A rare label's probabilities
+sit lower than a frequent one's, so a threshold tuned where the frequent labels dominate is too high for it.
 """
 import numpy as np
 
@@ -28,10 +31,12 @@ def _counts(probs, targets):
 
 
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, objective: str = "micro_f1", min_positives: int = 5,
-                    rounds: int = 3) -> dict:
+                    rounds: int = 3, fallback: str = "pooled") -> dict:
     """{"objective", "global": float, "per_label": [float, ...]} maximising `objective` (micro_f1 or macro_f1)."""
     if objective not in ("micro_f1", "macro_f1"):
         raise InputError(f"--tune-objective {objective}: use micro_f1 or macro_f1")
+    if fallback not in ("global", "pooled"):
+        raise InputError(f"--tune-fallback {fallback}: use global or pooled")
     tp, fp, fn = _counts(probs, targets)
     if objective == "micro_f1":
         global_scores = _f1(tp.sum(1), fp.sum(1), fn.sum(1))
@@ -39,7 +44,14 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, objective: str = "mi
         global_scores = _f1(tp, fp, fn).mean(1)
     g = int(np.argmax(global_scores))
     chosen = np.full(targets.shape[1], g)
-    tunable = np.flatnonzero(targets.sum(0) >= min_positives)
+    positives = targets.sum(0)
+    tunable, rare = np.flatnonzero(positives >= min_positives), np.flatnonzero(positives < min_positives)
+    if fallback == "pooled" and len(rare) and positives[rare].sum() >= min_positives:
+        if objective == "micro_f1":
+            pooled_scores = _f1(tp[:, rare].sum(1), fp[:, rare].sum(1), fn[:, rare].sum(1))
+        else:
+            pooled_scores = _f1(tp[:, rare], fp[:, rare], fn[:, rare]).mean(1)
+        chosen[rare] = int(np.argmax(pooled_scores))
     if objective == "macro_f1":
         chosen[tunable] = np.argmax(_f1(tp, fp, fn)[:, tunable], axis=0)
     else:

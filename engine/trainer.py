@@ -76,7 +76,8 @@ def validate(model, loader, device, amp_dtype, loss_fn, args, label_names, examp
     start = time.perf_counter()
     result = evaluate(model, loader, device, amp_dtype, loss_fn, args.threshold, label_names)
     probs, targets, metrics = result["probs"], result["targets"], result["metrics"]
-    thresholds = tune_thresholds(probs, targets, args.tune_objective, args.tune_min_positives)
+    thresholds = tune_thresholds(probs, targets, args.tune_objective, args.tune_min_positives,
+                                 fallback=args.tune_fallback)
     metrics.update({f"tuned_{k}": v for k, v in f1_scores(probs, targets, thresholds["per_label"]).items()})
     metrics.update({f"global_{k}": v for k, v in f1_scores(probs, targets, thresholds["global"]).items()})
     metrics["global_threshold"] = thresholds["global"]

@@ -58,6 +58,27 @@ def test_a_label_too_rare_to_tune_keeps_the_global_threshold():
     assert tuned["per_label"][1] == tuned["global"]
 
 
+def test_labels_too_rare_to_tune_alone_can_share_a_threshold_tuned_on_all_of_them():
+    """Three labels with 2 positives each, whose probabilities sit at 0.3 (rare labels' do): the global
+    threshold, set by the frequent label, misses them; one threshold tuned on their pooled pairs finds them."""
+    gold = np.zeros((60, 4), dtype=int)
+    gold[:30, 0] = 1
+    for j in (1, 2, 3):
+        gold[2 * j:2 * j + 2, j] = 1
+    probs = np.where(gold == 1, 0.8, 0.45).astype(float)  # the frequent label's negatives reach 0.45
+    probs[:, 1:] = np.where(gold[:, 1:] == 1, 0.3, 0.1)
+    alone = tune_thresholds(probs, gold, min_positives=5, fallback="global")
+    pooled = tune_thresholds(probs, gold, min_positives=5)
+    assert alone["per_label"][1:] == [alone["global"]] * 3 and alone["global"] > 0.45
+    assert pooled["per_label"][0] == alone["per_label"][0] and all(0.1 < t <= 0.3 for t in pooled["per_label"][1:])
+    assert multilabel_metrics(probs, gold, pooled["per_label"])["macro_f1"] == pytest.approx(1.0)
+    assert multilabel_metrics(probs, gold, alone["per_label"])["macro_f1"] == pytest.approx(0.25)
+    one_positive = gold.copy()
+    one_positive[3:, 1:] = 0  # one positive among them: too few even pooled, so the global threshold stands
+    few = tune_thresholds(probs, one_positive, min_positives=5)
+    assert few["per_label"][1:] == [few["global"]] * 3
+
+
 def test_threshold_choice_flags():
     tuned = {"global": 0.3, "per_label": [0.2, 0.4]}
     assert choose_thresholds("tuned", tuned, 0.5) == [0.2, 0.4]

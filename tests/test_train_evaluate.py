@@ -118,6 +118,22 @@ def test_a_run_saved_with_the_older_freeze_flag_resumes_with_the_same_choice(tra
     assert args.freeze_embeddings == ("none" if trained_embeddings else "word")
 
 
+def test_a_run_saved_before_the_rare_label_defaults_resumes_with_its_own_choices(trained_run, tmp_path):
+    """Square-root positive weights and the pooled threshold of rare labels came later: a run without those
+    keys in its config continues as it began (no weights, the global threshold)."""
+    from engine.checkpoint import save_checkpoint
+    from engine.config import resolve_args
+
+    state = torch.load(trained_run[0] / "last.pt", weights_only=True)
+    for key in ("pos_weight", "tune_fallback"):
+        del state["config"][key]
+    save_checkpoint(str(tmp_path / "last.pt"), state)
+    args, _ = resolve_args(train.get_args_parser, ["--resume", str(tmp_path / "last.pt")])
+    assert (args.pos_weight, args.tune_fallback) == ("none", "global")
+    fresh, _ = resolve_args(train.get_args_parser, ["--output-dir", str(tmp_path / "new")])
+    assert (fresh.pos_weight, fresh.tune_fallback) == ("sqrt", "pooled")
+
+
 def test_each_evaluated_source_gets_its_own_result_file(trained_run, synthetic_folder, tmp_path):
     out, _, _ = trained_run
     for name in ("first", "second"):
