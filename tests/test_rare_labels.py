@@ -95,9 +95,10 @@ def rows_with_a_rare_label(n: int, rare_positives: int, seed: int) -> list[tuple
 
 def test_square_root_positive_weights_learn_a_label_from_5_examples_that_plain_bce_does_not(tiny_bert, tmp_path):
     """480 training texts, 5 of them with the rare label; 200 validation texts, 40 with it. At the same budget,
-    BCE never predicts it at 0.5 and `--pos-weight sqrt` (its weight: sqrt(475 / 5), about 9.7) does. (`--loss
-    db` learned it too, F1 0.77, in one run, and not at all in another whose only difference was the machine's
-    load (MKL picks its thread count by it): too close to the edge to be asserted.)"""
+    BCE never predicts it at 0.5 and `--pos-weight sqrt` (its weight: sqrt(475 / 5), about 9.7) does: F1 0.49
+    to 0.81 in runs that differed only by the machine or its load (the rounding of a 5-example label compounds
+    over 15 epochs), hence the bar of 0.3. (`--loss db` learned it in one run,
+    F1 0.77, and not at all in another: too close to the edge to be asserted.)"""
     data = tmp_path / "data"
     data.mkdir()
     write_flag_tsv(data / "train.tsv", rows_with_a_rare_label(480, 5, seed=1))
@@ -109,7 +110,7 @@ def test_square_root_positive_weights_learn_a_label_from_5_examples_that_plain_b
         result = evaluate.main(["--ckpt", str(out / "last.pt"), "--split", "validation",
                                 "--output", str(tmp_path / f"{name}.json")])
         rare_f1[name] = next(row["f1"] for row in result["per_label"] if row["label"] == LABELS[-1])
-    assert rare_f1["bce"] < 0.2 and rare_f1["sqrt"] > 0.5, rare_f1
+    assert rare_f1["bce"] < 0.1 and rare_f1["sqrt"] > 0.3, rare_f1
 
 
 def test_a_distribution_balanced_run_evaluates_from_its_checkpoint_alone(tiny_bert, synthetic_folder, tmp_path):
