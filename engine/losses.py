@@ -29,10 +29,14 @@ def label_prior(labels: list[list[int]], num_labels: int) -> torch.Tensor:
     return torch.tensor(prior, dtype=torch.float32)
 
 
-def prior_logits(labels: list[list[int]], num_labels: int) -> torch.Tensor:
+def log_odds(prior: torch.Tensor) -> torch.Tensor:
     """log(p / (1 - p)) of each label's prior: a head whose bias starts here predicts the priors from the first
     step, rather than spending its first epoch pushing every logit down from 0 (probability 0.5)."""
-    return torch.logit(label_prior(labels, num_labels).double()).float()
+    return torch.logit(prior.double()).float()
+
+
+def prior_logits(labels: list[list[int]], num_labels: int) -> torch.Tensor:
+    return log_odds(label_prior(labels, num_labels))
 
 
 class FocalLoss(nn.Module):
@@ -80,7 +84,7 @@ class DistributionBalancedLoss(nn.Module):
         super().__init__()
         self.alpha, self.beta, self.mu, self.neg_scale, self.gamma = alpha, beta, mu, neg_scale, gamma
         self.register_buffer("inverse_prior", 1 / prior)
-        self.register_buffer("shift", kappa * torch.logit(prior.double()).float())
+        self.register_buffer("shift", kappa * log_odds(prior))
         self.register_buffer("pos_weight", pos_weight)
 
     def rebalanced_weights(self, targets: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,13 @@ def _counts(probs, targets):
     return tp, predicted - tp, positive.sum(0)[None, :] - tp
 
 
+def _shared_scores(tp, fp, fn, objective: str) -> np.ndarray:
+    """The objective at each grid value when these labels share one threshold."""
+    if objective == "micro_f1":
+        return _f1(tp.sum(1), fp.sum(1), fn.sum(1))
+    return _f1(tp, fp, fn).mean(1)
+
+
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, objective: str = "micro_f1", min_positives: int = 5,
                     rounds: int = 3, fallback: str = "pooled") -> dict:
     """{"objective", "global": float, "per_label": [float, ...]} maximising `objective` (micro_f1 or macro_f1)."""
@@ -38,20 +45,12 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, objective: str = "mi
     if fallback not in ("global", "pooled"):
         raise InputError(f"--tune-fallback {fallback}: use global or pooled")
     tp, fp, fn = _counts(probs, targets)
-    if objective == "micro_f1":
-        global_scores = _f1(tp.sum(1), fp.sum(1), fn.sum(1))
-    else:
-        global_scores = _f1(tp, fp, fn).mean(1)
-    g = int(np.argmax(global_scores))
+    g = int(np.argmax(_shared_scores(tp, fp, fn, objective)))
     chosen = np.full(targets.shape[1], g)
     positives = targets.sum(0)
     tunable, rare = np.flatnonzero(positives >= min_positives), np.flatnonzero(positives < min_positives)
     if fallback == "pooled" and len(rare) and positives[rare].sum() >= min_positives:
-        if objective == "micro_f1":
-            pooled_scores = _f1(tp[:, rare].sum(1), fp[:, rare].sum(1), fn[:, rare].sum(1))
-        else:
-            pooled_scores = _f1(tp[:, rare], fp[:, rare], fn[:, rare]).mean(1)
-        chosen[rare] = int(np.argmax(pooled_scores))
+        chosen[rare] = int(np.argmax(_shared_scores(tp[:, rare], fp[:, rare], fn[:, rare], objective)))
     if objective == "macro_f1":
         chosen[tunable] = np.argmax(_f1(tp, fp, fn)[:, tunable], axis=0)
     else:

@@ -18,7 +18,7 @@ from engine.errors import NAMES, Interrupted, NonFiniteLossError
 from engine.interrupt import StopSignals
 from engine.logger import RunLogger
 from engine.loop import evaluate, train_one_epoch
-from engine.losses import build_loss, label_pos_weight, label_prior, prior_logits
+from engine.losses import build_loss, label_pos_weight, label_prior, log_odds
 from engine.metrics import binarize, f1_scores
 from engine.optim import set_learning_rates
 from engine.run_folder import RunFolder
@@ -151,7 +151,7 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
     loss_fn = build_loss(config, pos_weight.to(device) if pos_weight is not None else None, prior.to(device))
     if args.head_bias == "prior" and not resume:
         with torch.no_grad():
-            model.head.bias.copy_(prior_logits(splits["train"].labels, len(label_names)))
+            model.head.bias.copy_(log_odds(prior))
     if resume:
         state.load_state_dict(resume)
         set_learning_rates(state.optimizer, state.scheduler, args.lr, args.head_lr_mult, args.weight_decay)
