@@ -14,6 +14,8 @@
 #            profiled as above after the timed steps (profile-compile.txt);
 #   graphs   as compile, in the mode that replays CUDA graphs (--compile-mode reduce-overhead);
 #   long512  as long, at 512 tokens;
+#   mpnet    (b) and (c) at 512 tokens with a random MPNet of the same shape: transformers' eager attention
+#            against ours on SDPA (model/mpnet_attention.py);
 #   short    (a), (b), (c) on tweet-length documents.
 # Always first: the machine (GPU, driver, versions) and the packages it lacks (pytest is installed from
 # bench/wheels with pip --no-index into a folder of its own: nothing installed is touched), and for the speed
@@ -23,9 +25,9 @@
 # GPU_CHECK_SMOKE=1 runs the same steps with a tiny model and a few steps (on a CPU, the CUDA tests skip, and
 # compile is left out: Inductor takes minutes on a CPU).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_check.sh OUT_DIR [tests|profile|long|compile|graphs|long512|short ...]}
+out=${1:?usage: bash bench/gpu_check.sh OUT_DIR [tests|profile|long|compile|graphs|long512|mpnet|short ...]}
 shift
-parts=" ${*:-tests profile long compile graphs long512 short} "
+parts=" ${*:-tests profile long compile graphs long512 mpnet short} "
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.." || exit 2
 work=$(mktemp -d)
@@ -82,11 +84,11 @@ cuda_tests() {
   { echo '```'; grep -E "PASSED|FAILED|SKIPPED|ERROR|passed|failed|skipped" "$out/cuda-tests.txt" | tail -n 20; echo '```'; } >> "$report"
 }
 
-speed() {  # speed NAME TITLE DATA VARIANTS TIMEOUT [more bench/speed.py flags]
+speed() {  # speed NAME TITLE DATA VARIANTS TIMEOUT [more bench/speed.py flags]; $model: the model folder
   local name=$1 title=$2 data=$3 variants=$4 limit=$5
   shift 5
   echo -e "\n## Speed, $title" >> "$report"
-  timeout "$limit" python bench/speed.py --model "$work/data/model" --data "$work/data/$data" \
+  timeout "$limit" python bench/speed.py --model "${model:-$work/data/model}" --data "$work/data/$data" \
       --variants "$variants" "${speed_flags[@]}" "$@" > "$out/speed-$name.txt" 2>&1
   local code=$?
   [ $code -eq 0 ] || failed+=("speed, $title (exit $code)")
@@ -94,8 +96,12 @@ speed() {  # speed NAME TITLE DATA VARIANTS TIMEOUT [more bench/speed.py flags]
     [ -f "$out/profile-$name.txt" ] && head -n 2 "$out/profile-$name.txt"; echo '```'; } >> "$report"
 }
 
-if [[ $parts =~ " "(profile|long|compile|graphs|long512|short)" " ]]; then
+if [[ $parts =~ " "(profile|long|compile|graphs|long512|mpnet|short)" " ]]; then
   python bench/gpu_data.py "$work/data" "${model_flags[@]}" > /dev/null 2> "$out/gpu-data.txt" || failed+=("bench/gpu_data.py")
+fi
+if [[ $parts =~ " mpnet " ]]; then
+  python bench/gpu_data.py "$work/data" --family mpnet --model-only "${model_flags[@]}" > /dev/null \
+      2>> "$out/gpu-data.txt" || failed+=("bench/gpu_data.py --family mpnet")
 fi
 for part in $parts; do
   case $part in
@@ -109,8 +115,10 @@ for part in $parts; do
         "$compile_timeout" --warmup-steps 12 --profile-out "$out/profile-graphs.txt" --ours-flags --compile \
         --compile-mode reduce-overhead ;;
     long512) speed long512 "long documents, 512 tokens" long abcd "$speed_timeout" --max-length 512 ;;
+    mpnet) model="$work/data/model-mpnet" speed mpnet "long documents, 512 tokens, MPNet" long bc "$speed_timeout" \
+        --max-length 512 ;;
     short) speed short "short documents" short abc "$speed_timeout" ;;
-    *) echo "unknown part: $part (tests, profile, long, compile, graphs, long512, short)" >> "$report"; failed+=("part $part") ;;
+    *) echo "unknown part: $part (tests, profile, long, compile, graphs, long512, mpnet, short)" >> "$report"; failed+=("part $part") ;;
   esac
 done
 

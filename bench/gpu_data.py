@@ -2,6 +2,7 @@
 
     python bench/gpu_data.py OUT_DIR            # bert-base's shape (12 x 768); 2,000 + 2,048 long and short docs
     python bench/gpu_data.py OUT_DIR --layers 2 --hidden 64 --docs 200 --val-docs 32
+    python bench/gpu_data.py OUT_DIR --family mpnet --model-only   # OUT_DIR/model-mpnet: MPNet of that shape
 
 Writes OUT_DIR/model (a Hugging Face folder: BertConfig, random weights, a word-level vocab of 30,522 entries),
 OUT_DIR/long/{train,validation}.tsv (every document 400 to 700 words: truncated at 300 tokens, as MultiEURLEX's
@@ -15,17 +16,19 @@ import random
 LABELS = [f"label{i}" for i in range(11)]
 
 
-def write_model(folder, layers, hidden, vocab_size=30522):
-    from transformers import BertConfig, BertModel, BertTokenizer
+def write_model(folder, layers, hidden, vocab_size=30522, family="bert"):
+    from transformers import AutoConfig, AutoModel, BertTokenizer
 
     os.makedirs(folder, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(vocab_size - 5)]
     with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(vocab) + "\n")
     BertTokenizer(os.path.join(folder, "vocab.txt"), model_max_length=512).save_pretrained(folder)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden)
-    BertModel(config).save_pretrained(folder)
+    positions = {"mpnet": {"max_position_embeddings": 514}}.get(family, {})  # MPNet counts from the pad id + 1
+    config = AutoConfig.for_model(family, vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                                  num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden, pad_token_id=0,
+                                  **positions)
+    AutoModel.from_config(config).save_pretrained(folder)
     return len(vocab)
 
 
@@ -51,8 +54,15 @@ def main():
     p.add_argument("--docs", type=int, default=2000, help="training documents of each kind")
     p.add_argument("--val-docs", type=int, default=2048, help="validation documents of each kind: a GPU evaluates "
                    "a few hundred in less time than its fixed costs take")
+    p.add_argument("--family", choices=["bert", "mpnet"], default="bert",
+                   help="the architecture (mpnet: OUT_DIR/model-mpnet, with the same word-level vocab)")
+    p.add_argument("--model-only", action="store_true", help="the model folder alone, no documents")
     args = p.parse_args()
-    vocab_size = write_model(os.path.join(args.out, "model"), args.layers, args.hidden)
+    folder = os.path.join(args.out, "model" if args.family == "bert" else f"model-{args.family}")
+    vocab_size = write_model(folder, args.layers, args.hidden, family=args.family)
+    if args.model_only:
+        print(os.path.abspath(folder))
+        return
     for kind, low, high, seed in (("long", 400, 700, 1), ("short", 10, 60, 2)):
         write_documents(os.path.join(args.out, kind, "train.tsv"), args.docs, low, high, vocab_size, seed)
         write_documents(os.path.join(args.out, kind, "validation.tsv"), args.val_docs, low, high, vocab_size, seed + 10)

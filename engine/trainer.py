@@ -145,7 +145,7 @@ def train(args, resume, device, rank, world_size, folder, signals) -> dict:
     steps_per_epoch = -(-len(train_loader) // args.grad_accum)
     state = build_train_state(config, len(label_names), steps_per_epoch * args.epochs, device, amp_dtype)
     model, progress = state.model, state.progress
-    config["attention_impl"] = attention_impl(model)  # what the architecture runs (MPNet: eager)
+    config["attention_impl"] = attention_impl(model)  # what the architecture runs (DeBERTa-v2: eager)
     pos_weight = label_pos_weight(splits["train"].labels, len(label_names), args.pos_weight, args.pos_weight_max)
     prior = label_prior(splits["train"].labels, len(label_names))
     loss_fn = build_loss(config, pos_weight.to(device) if pos_weight is not None else None, prior.to(device))

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from model import cpu_fast
+from model import cpu_fast, mpnet_attention
 from model.cpu_fast import PLAIN_OR_SDPA, Dropout, register_plain_or_sdpa
 
 # Aliases for encoders that ship inside a pip package (no hub access needed): alias -> package whose
@@ -123,9 +123,10 @@ def resolve_attention(mode: str, device_type: str, fast_paths: bool = True) -> s
 
 
 def supported_attention(encoder_config, wanted: str) -> str:
-    """`wanted`, or the nearest kernel the architecture has: a custom kernel (`PLAIN_OR_SDPA`) needs
-    transformers' attention interface, which some families lack (MPNet, DeBERTa-v2 in transformers 5), and
-    those without SDPA run eager attention."""
+    """`wanted`, or the nearest kernel transformers has for the architecture: a custom kernel (`PLAIN_OR_SDPA`)
+    needs transformers' attention interface, which some families lack (MPNet, DeBERTa-v2 in transformers 5), and
+    those without SDPA run eager attention. MPNet's eager attention then gets `wanted` from `build_model`
+    (model/mpnet_attention.py)."""
     from transformers import AutoModel
 
     model_class = AutoModel._model_mapping.get(type(encoder_config), None)
@@ -184,6 +185,7 @@ def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) 
         encoder = encoder_from_config(encoder_config, attention)
     else:
         encoder = load_encoder(cfg["model"], attention, cfg.get("attention_dropout"))
+    mpnet_attention.use_fused_attention(encoder, attention)
     model = MultiLabelClassifier(encoder, num_labels, cfg["pooling"], cfg["dropout"], cpu_fast.enabled(cfg),
                                  cfg.get("chunk_pool", "max"))
     freeze = cfg.get("freeze_embeddings", "none")
@@ -197,7 +199,8 @@ def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) 
 
 
 def attention_impl(model: MultiLabelClassifier) -> str:
-    return model.encoder.config._attn_implementation
+    """The attention kernel the encoder runs."""
+    return mpnet_attention.fused_kernel(model.encoder) or model.encoder.config._attn_implementation
 
 
 def tokenizer_files(tokenizer) -> dict[str, str]:

@@ -95,9 +95,9 @@ def plain_attention(query, key, value, attention_mask, scaling, dropout):
     """softmax(q k^T * scaling + mask) v, with the cheap dropout on the probabilities; q, k, v are
     (batch, heads, length, head size); returns (batch, length, heads, head size) and the probabilities."""
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
+    scores = torch.matmul(query, key.transpose(2, 3))
+    # mask + scaling * scores in one pass over the (batch, heads, length, length) scores, not two
+    scores = scores * scaling if attention_mask is None else torch.add(attention_mask, scores, alpha=scaling)
     probs = cheap_dropout(torch.softmax(scores, dim=-1), dropout)
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
 

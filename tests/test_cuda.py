@@ -91,6 +91,16 @@ def test_checkpoints_move_between_cuda_and_cpu(cuda_run, trained_run, tmp_path):
         assert on["cuda"]["loss"] == pytest.approx(on["cpu"]["loss"], rel=1e-3), folder
 
 
+@pytest.mark.parametrize("amp_dtype", [None, torch.bfloat16])
+def test_mpnet_on_sdpa_matches_its_eager_attention_on_cuda(amp_dtype):
+    """SDPA's CUDA kernels take MPNet's relative-position bias as a float mask and give it its gradient."""
+    from test_encoders import mpnet_against_eager
+
+    output_diff, grad_diff, bias_grad = mpnet_against_eager("sdpa", "cuda", amp_dtype)
+    tolerance = 1e-4 if amp_dtype is None else 5e-2  # bf16 keeps 8 bits of mantissa
+    assert output_diff < tolerance and grad_diff < tolerance and bias_grad > 1e-3
+
+
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_a_compiled_run_on_cuda_learns_and_its_checkpoint_evaluates_uncompiled(tiny_bert, synthetic_folder, tmp_path,
                                                                                mode):

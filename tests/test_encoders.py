@@ -15,7 +15,7 @@ FAMILIES = {  # model_type: (config fields, the attention a CPU run gets with --
     "distilbert": ({"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64}, "plain_or_sdpa"),
     "electra": ({**SMALL, "embedding_size": 16}, "plain_or_sdpa"),
     "albert": ({**SMALL, "embedding_size": 16}, "plain_or_sdpa"),
-    "mpnet": (SMALL, "eager"),  # no attention interface, no SDPA in transformers 5
+    "mpnet": (SMALL, "plain_or_sdpa"),  # eager in transformers 5; ours runs it (model/mpnet_attention.py)
     "deberta-v2": (SMALL, "eager"),
 }
 
@@ -51,3 +51,58 @@ def test_each_family_trains_with_the_defaults_and_evaluates_from_its_checkpoint(
     assert summary["best_epoch"] == 1
     for key in ("loss", "micro_f1", "roc_auc_micro"):
         assert result["metrics"][key] == pytest.approx(logged[f"val_{key}"], abs=1e-6), key
+
+
+def mpnet_against_eager(kernel: str, device: str = "cpu", amp_dtype=None) -> tuple[float, float, float]:
+    """A tiny random MPNet with a relative-position bias that matters, run eager and on our attention `kernel`,
+    on a padded batch: (largest difference of the outputs, largest difference of the weights' gradients relative
+    to their largest entry, largest gradient of the bias). Relative to the largest of all, since some gradients are
+    zero but for rounding: a key's bias shifts every score of a query alike, which the softmax cancels."""
+    import copy
+
+    from transformers import AutoConfig, AutoModel
+
+    from model import cpu_fast, mpnet_attention
+
+    cpu_fast.register_plain_or_sdpa()
+    config = AutoConfig.for_model("mpnet", vocab_size=50, max_position_embeddings=72, pad_token_id=1,
+                                  attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0, **SMALL)
+    torch.manual_seed(0)
+    eager = AutoModel.from_config(config, attn_implementation="eager").to(device)
+    with torch.no_grad():
+        eager.encoder.relative_attention_bias.weight.normal_(0, 1.0)
+    ours = copy.deepcopy(eager)
+    assert mpnet_attention.use_fused_attention(ours, kernel)
+    ids = torch.randint(5, 50, (3, 20), device=device)
+    mask = torch.ones(3, 20, dtype=torch.long, device=device)
+    mask[1, 12:], mask[2, 5:] = 0, 0
+    weights = torch.randn(1, 20, 32, device=device)
+    states, grads = [], []
+    for model in (eager, ours):
+        with torch.autocast(device, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            out = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        (out * mask.unsqueeze(-1) * weights).sum().backward()
+        states.append(out.detach())
+        grads.append({name: p.grad for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    scale = max(grad.abs().max().item() for grad in grads[0].values())
+    return ((states[0] - states[1]).abs().max().item(),
+            max((grads[0][name] - grads[1][name]).abs().max().item() for name in grads[0]) / scale,
+            grads[0]["encoder.relative_attention_bias.weight"].abs().max().item())
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "plain_or_sdpa"])
+def test_mpnet_on_our_attention_computes_what_its_eager_attention_computes(kernel):
+    """Outputs and gradients (the relative-position bias's included) match eager MPNet, with padding; the kernel
+    is what build_model gives MPNet, and an old run's `eager` stays eager."""
+    from transformers import AutoConfig
+
+    from model import attention_impl, build_model
+
+    output_diff, grad_diff, bias_grad = mpnet_against_eager(kernel)
+    assert output_diff < 1e-5 and grad_diff < 1e-4 and bias_grad > 1e-3
+    config = {**AutoConfig.for_model("mpnet", **SMALL).to_dict(), "model_type": "mpnet"}
+    for attention in (kernel, "eager"):
+        model = build_model({"model": "unused", "attention_impl": attention, "pooling": "mean", "dropout": 0.1,
+                             "fast_paths": "on"}, 3, config)
+        assert attention_impl(model) == attention

@@ -30,7 +30,8 @@ def test_the_wheels_it_brings_install_offline_into_a_folder_of_their_own(tmp_pat
 def test_every_step_runs_with_a_tiny_model(tmp_path):
     out = tmp_path / "gpu-check"
     # every part but long512 (long's code at another length) and compile (left out of smoke runs)
-    done = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_check.sh"), str(out), "tests", "profile", "long", "short"],
+    done = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_check.sh"), str(out), "tests", "profile", "long",
+                           "mpnet", "short"],
                           capture_output=True, text=True, timeout=540, env={**os.environ, "GPU_CHECK_SMOKE": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = (out / "report.md").read_text()
@@ -46,3 +47,5 @@ def test_every_step_runs_with_a_tiny_model(tmp_path):
     assert "2 training steps profiled" in profiled and "by host time:" in profiled and "aten::" in profiled
     long_docs = (out / "speed-long.txt").read_text()
     assert "real tokens per timed example" in long_docs
+    mpnet = (out / "speed-mpnet.txt").read_text()  # the Trainer's eager MPNet against ours
+    assert "(c)/(b): training" in mpnet and "eager]" in mpnet and "plain_or_sdpa]" in mpnet, mpnet
