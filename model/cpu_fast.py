@@ -3,8 +3,8 @@
 PyTorch as it ships leaves a CPU slower than it needs to be on this workload. Each path here was measured
 (README, Speed) and none changes what is computed beyond the draw of the dropout masks; each does nothing on
 a GPU. With `--fast-paths off` none is used, and a run is PyTorch and transformers as they ship: stock
-dropout, the encoder's own attention kernels, glibc's allocator defaults, and no bf16 autocast on a CPU unless
-`--amp bf16` asks for it.
+dropout, transformers' attention kernels (MPNet's on SDPA aside: model/mpnet_attention.py), glibc's allocator
+defaults, and no bf16 autocast on a CPU unless `--amp bf16` asks for it.
 
 1. Cheap dropout masks (`Dropout`, `cheap_dropout`). PyTorch's CPU dropout draws one 32-bit number per element from
    a Mersenne Twister, one element at a time: about 1 ms for the 170K activations of a batch of 16 tweets in
