@@ -36,7 +36,8 @@ def late_evidence(tmp_path_factory) -> str:
 
 
 def long_doc_args(tiny_bert, data, out, *extra) -> list[str]:
-    return tiny_train_args(tiny_bert, data, out, "--max-length", str(WINDOW), "--epochs", "8", *extra)
+    """12 epochs: chunking reached micro-F1 1.0 by epoch 4 to 6 in most runs, but one CI run had 0.89 after 8."""
+    return tiny_train_args(tiny_bert, data, out, "--max-length", str(WINDOW), "--epochs", "12", *extra)
 
 
 @pytest.fixture(scope="module")
