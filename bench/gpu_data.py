@@ -24,7 +24,7 @@ def write_model(folder, layers, hidden, vocab_size=30522, family="bert"):
     with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(vocab) + "\n")
     BertTokenizer(os.path.join(folder, "vocab.txt"), model_max_length=512).save_pretrained(folder)
-    positions = {"mpnet": {"max_position_embeddings": 514}}.get(family, {})  # MPNet counts from the pad id + 1
+    positions = {"max_position_embeddings": 514} if family == "mpnet" else {}  # MPNet counts from the pad id + 1
     config = AutoConfig.for_model(family, vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                                   num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden, pad_token_id=0,
                                   **positions)

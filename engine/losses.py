@@ -35,10 +35,6 @@ def log_odds(prior: torch.Tensor) -> torch.Tensor:
     return torch.logit(prior.double()).float()
 
 
-def prior_logits(labels: list[list[int]], num_labels: int) -> torch.Tensor:
-    return log_odds(label_prior(labels, num_labels))
-
-
 class FocalLoss(nn.Module):
     """Binary focal loss (Lin et al. 2017) on logits, averaged over all pairs: each pair's cross-entropy is
     scaled by (1 - p_t)^gamma, so pairs the model already gets right (most negatives) weigh little. With

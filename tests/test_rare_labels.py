@@ -10,7 +10,8 @@ import torch.nn.functional as F
 import evaluate
 import train
 from conftest import FILLER, KEYWORDS, LABELS, epochs_of, tiny_train_args, write_flag_tsv
-from engine.losses import DistributionBalancedLoss, FocalLoss, build_loss, label_pos_weight, label_prior, prior_logits
+from engine.losses import (DistributionBalancedLoss, FocalLoss, build_loss, label_pos_weight, label_prior,
+                           log_odds)
 
 
 def test_focal_loss_without_focusing_is_binary_cross_entropy_and_focusing_spares_easy_pairs():
@@ -54,7 +55,7 @@ def test_positive_weights_and_priors_come_from_the_training_labels():
     assert label_pos_weight(labels, 3, "auto", 10).tolist() == pytest.approx([1 / 3, 3.0, 4.0])  # none: 4 / 1, capped
     assert label_pos_weight(labels, 3, "sqrt", 10).tolist() == pytest.approx([(1 / 3) ** 0.5, 3 ** 0.5, 2.0])
     assert label_pos_weight(labels, 3, "none", 10) is None
-    p = torch.sigmoid(prior_logits(labels, 3))
+    p = torch.sigmoid(log_odds(label_prior(labels, 3)))
     assert p.tolist() == pytest.approx([3 / 4, 1 / 4, 1 / 5])  # a label never seen: 1 / (n + 1)
     assert label_prior(labels, 3).tolist() == pytest.approx(p.tolist())
 
@@ -66,7 +67,8 @@ def test_the_head_starts_at_the_label_priors(tiny_bert, synthetic_folder, tmp_pa
     train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--epochs", "1", "--head-bias", "prior", "--lr", "1e-9"))
     splits, names = load_examples(synthetic_folder, log=lambda *a: None)
     bias = torch.load(out / "last.pt", weights_only=True)["model"]["head.bias"]
-    assert bias.tolist() == pytest.approx(prior_logits(splits["train"].labels, len(names)).tolist(), abs=1e-4)
+    assert bias.tolist() == pytest.approx(log_odds(label_prior(splits["train"].labels, len(names))).tolist(),
+                                        abs=1e-4)
 
 
 def test_patience_stops_a_run_that_no_longer_improves_and_a_resume_stops_at_once(tiny_bert, synthetic_folder,
