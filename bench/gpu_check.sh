@@ -36,7 +36,7 @@ report="$out/report.md"
 failed=()
 if [ "${GPU_CHECK_SMOKE:-0}" = 1 ]; then
   model_flags=(--layers 2 --hidden 64 --docs 120 --val-docs 16)
-  speed_flags=(--rounds 1 --steps 3 --warmup-steps 1 --notebook-steps 2 --eval-examples 16)
+  speed_flags=(--rounds 1 --steps 3 --warmup-steps 1 --notebook-steps 2 --eval-examples 16 --peak-size 256)
   profile_flags=(--steps 2 --profile-steps 2)
   test_timeout=120 speed_timeout=240 compile_timeout=0
   [[ $parts =~ " "(compile|graphs)" " ]] && echo "compile and graphs: left out of the smoke run (Inductor takes minutes on a CPU)"

@@ -170,38 +170,28 @@ class FirstBatches:
 
 
 def run_ours(args, chunk: bool = False) -> dict:
+    """(c) or (d): a run built by the trainer's own functions (its data, kernels, state and loss), timed."""
     import torch
 
-    import train as train_cli
-    from data import LongDoc, build_loader, tokenize
-    from engine.amp import dtype_name, resolve_amp
-    from engine.loop import predict, train_one_epoch
-    from engine.state import build_train_state
-    from model import attention_impl, cpu_fast, load_tokenizer, resolve_attention
+    from engine.config import TRAIN_FIELDS, make_config, parse_flags, quiet
+    from engine.loop import collect_probabilities, train_one_epoch
+    from engine.losses import training_loss
+    from engine.state import build_train_state, resolve_kernels
+    from engine.trainer import build_data
 
-    cfg = vars(train_cli.get_args_parser().parse_args(
-        ["--model", args.model, "--data", args.data, "--max-length", str(args.max_length),
-         "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.eval_batch_size), *args.ours_flags,
-         "--long-doc", "chunk" if chunk else "truncate"]))
-    train, val, names = load_data(args)
+    cfg = make_config(**{**parse_flags(TRAIN_FIELDS, args.ours_flags), "model": args.model, "data": args.data,
+                         "max_length": args.max_length, "batch_size": args.batch_size,
+                         "eval_batch_size": args.eval_batch_size, "max_eval_samples": args.eval_examples,
+                         "long_doc": "chunk" if chunk else "truncate", "cache_dir": ""})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    fast = cpu_fast.enabled(cfg)
-    if fast:
-        cpu_fast.keep_freed_memory(device)  # as engine/trainer.py does
-    tokenizer = load_tokenizer(args.model)
-    long_doc = LongDoc.from_config(cfg)
-    train_set = tokenize(train, tokenizer, args.max_length, len(names), None, long_doc)
-    val_set = tokenize(val, tokenizer, args.max_length, len(names), None, long_doc)
-    amp_dtype = resolve_amp(cfg["amp"], device, fast)
-    cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type, fast)
-    torch.manual_seed(0)
-    state = build_train_state(cfg, len(names), args.warmup_steps + args.steps, device, amp_dtype)
-    if cfg["compile"]:
-        state.compile(cfg["compile_mode"])
-    model = state.model
-    cfg["attention_impl"] = attention_impl(model)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    loader = build_loader(train_set, args.batch_size, tokenizer.pad_token_id, True, 0, device)
+    resolve_kernels(cfg, device)
+    data = build_data(cfg, None, device, log=quiet)
+    torch.manual_seed(cfg["seed"])
+    state = build_train_state(cfg, len(data.label_names), args.warmup_steps + args.steps, device)
+    state.wrap(False, cfg["compile_mode"] if cfg["compile"] else None)
+    model, amp_dtype = state.model, state.amp_dtype
+    loss_fn, _, _ = training_loss(cfg, data.splits["train"].labels, len(data.label_names), device)
+    loader, val_loader, val_set = data.train_loader, data.val_loader, data.val_loader.dataset
     timed = []  # real lengths of the timed batches
 
     def counted(iterator):
@@ -225,14 +215,13 @@ def run_ours(args, chunk: bool = False) -> dict:
         except Exception as e:  # the profile is a diagnosis: the timings above still count
             with open(args.profile_out, "w", encoding="utf-8") as f:
                 f.write(f"profiling failed: {type(e).__name__}: {e}\n")
-    val_loader = build_loader(val_set, args.eval_batch_size, tokenizer.pad_token_id, False, device=device)
-    predict(state.eval_model, FirstBatches(val_loader, 1), device, amp_dtype)
+    collect_probabilities(state.eval_model, FirstBatches(val_loader, 1), device, amp_dtype)
     start = time.perf_counter()
-    predict(state.eval_model, val_loader, device, amp_dtype)
+    collect_probabilities(state.eval_model, val_loader, device, amp_dtype)
     eval_seconds = time.perf_counter() - start
     assert chunk or len(timed_lengths) == stats["examples"]
     return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds,
-            "dtype": "fp32" if amp_dtype is None else dtype_name(amp_dtype), "attention": cfg["attention_impl"],
+            "dtype": "fp32" if amp_dtype is None else cfg["amp_dtype"], "attention": cfg["attention_impl"],
             **work(model.encoder, timed_lengths, "train", stats["examples"]),
             **work(model.encoder, val_set.window_lengths.tolist(), "eval", len(val_set))}
 
@@ -297,6 +286,7 @@ def main():
     p.add_argument("--notebook-steps", type=int, default=12, help="timed training steps for (a), which is slow")
     p.add_argument("--warmup-steps", type=int, default=5)
     p.add_argument("--eval-examples", type=int, default=684, help="the same validation examples for every variant")
+    p.add_argument("--peak-size", type=int, default=4096, help="matrix size of the matmul that measures the peak")
     p.add_argument("--rounds", type=int, default=3, help="rounds of (b) and (c); the best counts (noise only slows)")
     p.add_argument("--notebook-rounds", type=int, default=1, help="rounds of (a), which is 20x slower")
     p.add_argument("--variants", default="abc")
@@ -324,7 +314,7 @@ def main():
     # the peak before and after the rounds, the higher counts: a single measurement on a busy host ran 20% low
     likely = ["fp32", "bf16", "fp16"] if device == "cuda" else ["fp32"] + (
         ["bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else [])
-    before = {dtype: matmul_peak(dtype, device) for dtype in likely}
+    before = {dtype: matmul_peak(dtype, device, args.peak_size) for dtype in likely}
     results = {variant: [] for variant in args.variants}
     for round_ in range(args.rounds):
         for variant in args.variants:
@@ -336,9 +326,9 @@ def main():
                   f"eval {rate(r['eval_samples'] / r['eval_seconds'])} samples/s, peak {r['peak_rss_mb']:.0f} MB",
                   flush=True)
     best = {variant: best_rounds(runs) for variant, runs in results.items()}
-    peaks = {dtype: max(before.get(dtype, 0.0), matmul_peak(dtype, device))
+    peaks = {dtype: max(before.get(dtype, 0.0), matmul_peak(dtype, device, args.peak_size))
              for dtype in sorted({r["dtype"] for r in best.values()})}
-    print("\nmatmul peak (4096^3, best before and after): " + ", ".join(f"{d} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
+    print(f"\nmatmul peak ({args.peak_size}^3, best before and after): " + ", ".join(f"{d} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
     report(best, peaks)
 
 

@@ -2,8 +2,12 @@
 
     python bench/sweep.py --data ../shared/data/semeval2018_ec --epochs 5 \
         --variant="" --variant="--pooling cls" --variant="--head-lr-mult 1"
+    python bench/sweep.py --data ../shared/data/eurlex57k --epochs 3 \
+        --flags="--label-column domains --max-train-samples 1500 --max-eval-samples 1000" \
+        --variant="--long-doc truncate" --variant=""
 
-Prints one row per variant: best validation micro-F1 and macro-F1, the epoch, seconds per epoch, and
+Prints one row per variant, at its best epoch by validation micro-F1: micro-F1 and macro-F1 (at --threshold, and
+with the thresholds tuned on validation), P@1, P@5, RP@5 and nDCG@5, the epoch, seconds per epoch, and
 milliseconds per document in training and in validation (its metrics and threshold tuning included).
 """
 import argparse
@@ -20,6 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import train  # noqa: E402
 
 
+RANKING = ("precision_at_1", "precision_at_5", "r_precision_at_5", "ndcg_at_5")
+
+
 def run_variant(common: list[str], variant: str, out_root: str) -> dict:
     out = os.path.join(out_root, str(abs(hash(variant))))
     argv = common + shlex.split(variant) + ["--output-dir", out, "--overwrite"]
@@ -28,7 +35,9 @@ def run_variant(common: list[str], variant: str, out_root: str) -> dict:
     with open(os.path.join(out, "metrics.jsonl")) as f:
         epochs = [json.loads(line) for line in f]
     best = max(epochs, key=lambda r: r["val_micro_f1"])
-    return {"variant": variant or "(defaults)", "micro_f1": best["val_micro_f1"], "macro_f1": best["val_macro_f1"],
+    return {"variant": variant or "(defaults)", **{k: best[f"val_{k}"] for k in RANKING},
+            "micro_f1": best["val_micro_f1"], "macro_f1": best["val_macro_f1"],
+            "tuned_micro_f1": best["val_tuned_micro_f1"], "tuned_macro_f1": best["val_tuned_macro_f1"],
             "epoch": best["epoch"], "s_per_epoch": sum(r["train_seconds"] for r in epochs) / len(epochs),
             "train_ms_per_doc": 1000 * sum(r["train_seconds"] for r in epochs) / sum(r["train_examples"] for r in epochs),
             "val_ms_per_doc": 1000 * best.get("val_seconds", float("nan")) / max(1, best.get("val_examples", 0)),
@@ -40,17 +49,21 @@ def main():
     p.add_argument("--data", default="../shared/data/semeval2018_ec")
     p.add_argument("--model", default="minilm")
     p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--flags", default="", help="train.py flags for every variant")
     p.add_argument("--variant", action="append", default=None, help="extra train.py flags; repeat")
     p.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
     args = p.parse_args()
-    common = ["--model", args.model, "--data", args.data, "--epochs", str(args.epochs)]
+    common = ["--model", args.model, "--data", args.data, "--epochs", str(args.epochs), *shlex.split(args.flags)]
     out_root = args.out or tempfile.mkdtemp(prefix="sweep-")
-    print(f"{'variant':40s} {'micro_f1':>8s} {'macro_f1':>8s} {'epoch':>5s} {'s/epoch':>7s} {'ms/doc':>6s} "
-          f"{'val ms/doc':>10s}  curve", flush=True)
+    print(f"{'variant':40s} {'micro_f1':>8s} {'macro_f1':>8s} {'tuned':>6s} {'tuned':>6s} {'P@1':>6s} {'P@5':>6s} "
+          f"{'RP@5':>6s} {'nDCG@5':>6s} {'epoch':>5s} {'s/epoch':>7s} {'ms/doc':>6s} {'val ms/doc':>10s}  curve",
+          flush=True)
     for variant in args.variant or [""]:
         r = run_variant(common, variant, out_root)
-        print(f"{r['variant']:40s} {r['micro_f1']:8.4f} {r['macro_f1']:8.4f} {r['epoch']:5d} {r['s_per_epoch']:7.1f} "
-              f"{r['train_ms_per_doc']:6.1f} {r['val_ms_per_doc']:10.1f}  {r['curve']}", flush=True)
+        print(f"{r['variant']:40s} {r['micro_f1']:8.4f} {r['macro_f1']:8.4f} {r['tuned_micro_f1']:6.4f} "
+              f"{r['tuned_macro_f1']:6.4f} " + " ".join(f"{r[k]:6.4f}" for k in RANKING)
+              + f" {r['epoch']:5d} {r['s_per_epoch']:7.1f} {r['train_ms_per_doc']:6.1f} {r['val_ms_per_doc']:10.1f}"
+              f"  {r['curve']}", flush=True)
 
 
 if __name__ == "__main__":

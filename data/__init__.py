@@ -21,6 +21,7 @@ def load_examples(data, data_config=None, text_column=None, label_column=None, l
     evaluate.py finds the same one again); `val_fraction=0` carves none. A single file is the train split.
     """
     tables = read_splits(data, data_config)
+    label_names_given = label_names
     splits, label_names = encode_tables(tables, text_column, label_column, label_names, label_separator)
     if "train" in splits and "validation" not in splits and val_fraction > 0:
         train = splits["train"]
@@ -36,11 +37,29 @@ def load_examples(data, data_config=None, text_column=None, label_column=None, l
             splits[split] = splits[split].select(range(limit))
     log("examples: " + ", ".join(f"{split} {len(ex)}" for split, ex in splits.items())
         + f"; {len(label_names)} labels")
+    if "train" in splits and label_names_given is None:
+        log_unseen_labels(splits, label_names, log)
     empty = {split: sum(1 for text in ex.texts if not text.strip()) for split, ex in splits.items()}
     if any(empty.values()):
         log("empty texts (kept: the encoder sees only its special tokens): "
             + ", ".join(f"{split} {n}" for split, n in empty.items() if n))
     return splits, label_names
+
+
+def log_unseen_labels(splits: dict[str, Examples], label_names: list[str], log) -> None:
+    """Labels no training example has (some appear in validation or test only, or only past
+    --max-train-samples): no model learns them, and they still count in every metric."""
+    in_train = np.zeros(len(label_names), dtype=bool)
+    for labels in splits["train"].labels:
+        in_train[labels] = True
+    for split, examples in splits.items():
+        seen = np.zeros(len(label_names), dtype=bool)
+        for labels in examples.labels:
+            seen[labels] = True
+        unseen = np.flatnonzero(seen & ~in_train)
+        if split != "train" and len(unseen):
+            names = ", ".join(label_names[j] for j in unseen[:8]) + (", ..." if len(unseen) > 8 else "")
+            log(f"{len(unseen)} of the labels in {split} never occur in the training examples: {names}")
 
 
 def build_loader(examples: TokenizedExamples, batch_size, pad_token_id, shuffle, seed=0, device="cpu",

@@ -22,8 +22,7 @@ class LongDoc(NamedTuple):
 
     @classmethod
     def from_config(cls, cfg: dict) -> "LongDoc":
-        """A run's setting (runs from before `--long-doc` truncated)."""
-        return cls(cfg.get("long_doc", "truncate"), cfg.get("stride"), cfg.get("max_chunks", 8))
+        return cls(cfg["long_doc"], cfg["stride"], cfg["max_chunks"])
 
 
 class TokenizedExamples:

@@ -15,7 +15,8 @@ TEXT_COLUMNS = ("text", "sentence", "tweet", "content", "document", "body")
 ID_COLUMNS = ("id", "celex_id", "uid", "guid", "doc_id")
 LIST_LABEL_COLUMNS = ("labels", "label")
 
-# MultiEURLEX's 21 level-1 labels are EUROVOC concept ids; these are their English names (EUROVOC domains).
+# MultiEURLEX's 21 level-1 labels are EUROVOC concept ids; these are their English names (EUROVOC domains). They
+# name a label column only when it is MultiEURLEX's: a ClassLabel whose names are exactly these 21 ids.
 EUROVOC_LEVEL_1 = {
     "100149": "social questions", "100160": "industry", "100148": "finance", "100147": "trade",
     "100152": "business and competition", "100143": "international relations",
@@ -126,7 +127,14 @@ def _label_form(table: Table, text_column, label_column):
     list_col = _find_column(table, LIST_LABEL_COLUMNS)
     if list_col is not None:
         return text_col, id_col, list_col
-    flag_cols = [c for c in columns if c not in (text_col, id_col)]
+    others = [c for c in columns if c not in (text_col, id_col)]
+    lists = [c for c in others if isinstance(next((v for v in table.columns[c] if v is not None), None), list)]
+    if len(lists) > 1:  # EURLEX57K: domains, microthesauri, descriptors: three label sets of the same texts
+        raise DataError(f"{table.source}: {len(lists)} list columns could be the labels ({', '.join(lists)}); "
+                        "choose one with --label-column")
+    if lists:
+        return text_col, id_col, lists[0]
+    flag_cols = others
     if not flag_cols:
         raise DataError(f"{table.source}: no label columns (a 'labels' list column or one 0/1 column per label); "
                         "set --label-column")
@@ -203,17 +211,25 @@ def _label_names_per_row(table: Table, form, separator) -> list[list[str]]:
         if any(type(item) is not first_kind for item in items):
             raise DataError(f"{table.source}: row {table.row_number(row)}: mixed label forms in column "
                             f"{labels!r}: integer ids and names")
-    class_names = table.class_names.get(labels)
+    class_names = _class_names(table, labels)
     if class_names is None:
-        return [[EUROVOC_LEVEL_1.get(str(item), str(item)) for item in items] for items in lists]
+        return [[str(item) for item in items] for items in lists]
     named = []
     for row, items in enumerate(lists):
         for item in items:
             if not isinstance(item, int) or not 0 <= item < len(class_names):
                 raise DataError(f"{table.source}: row {table.row_number(row)}: label id {item!r} is out of range "
                                 f"(the column names {len(class_names)} labels)")
-        named.append([EUROVOC_LEVEL_1.get(class_names[item], class_names[item]) for item in items])
+        named.append([class_names[item] for item in items])
     return named
+
+
+def _class_names(table: Table, column: str) -> list[str] | None:
+    """The names a ClassLabel column gives its ids, MultiEURLEX's level 1 in English; None for other columns."""
+    names = table.class_names.get(column)
+    if names is not None and set(names) == set(EUROVOC_LEVEL_1):
+        return [EUROVOC_LEVEL_1[name] for name in names]
+    return names
 
 
 def _label_set(tables, forms, names_per_split) -> list[str]:
@@ -223,7 +239,7 @@ def _label_set(tables, forms, names_per_split) -> list[str]:
     if isinstance(labels, list):
         return list(labels)
     if labels in table.class_names:
-        return [EUROVOC_LEVEL_1.get(name, name) for name in table.class_names[labels]]
+        return _class_names(table, labels)
     seen = {name for rows in names_per_split.values() for names in rows for name in names}
     if not seen:
         raise DataError(f"{table.source}: no example has any label")

@@ -4,6 +4,7 @@ A table is a plain dict of columns (name -> list of values) with the source it c
 line number there (for error messages), and the label names a `ClassLabel` feature carries, if any.
 """
 import csv
+import gzip
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ from data.errors import DataError
 SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
                "dev": "validation", "test": "test"}
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+TEXT_FORMATS = ("csv", "tsv", "jsonl", "txt")  # these may also come gzip-compressed (`train.jsonl.gz`)
 
 
 @dataclass
@@ -38,27 +40,40 @@ def read_splits(data: str, config: str | None = None) -> dict[str, Table]:
         return _read_folder(data)
     if os.path.isfile(data):
         return {"train": read_file(data)}
-    if os.path.splitext(data)[1].lower() in FILE_FORMATS or data.startswith((".", "/")):
+    if file_format(data) or data.startswith((".", "/")):
         raise DataError(f"--data {data}: no such file or folder")
     return _read_hub(data, config)
+
+
+def file_format(path: str, allow_txt: bool = False) -> str | None:
+    """csv, tsv, jsonl, parquet (or txt) by the file's name; a text format may end in .gz too."""
+    name = path.lower()
+    compressed = name.endswith(".gz")
+    fmt = {**FILE_FORMATS, **({".txt": "txt"} if allow_txt else {})}.get(
+        os.path.splitext(name[:-3] if compressed else name)[1])
+    return fmt if fmt and (not compressed or fmt in TEXT_FORMATS) else None
 
 
 def read_file(path: str, allow_txt: bool = False) -> Table:
     """`allow_txt`: a .txt file is a `text` column, one text per non-blank line (for unlabelled text)."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
-    fmt = {**FILE_FORMATS, **({".txt": "txt"} if allow_txt else {})}.get(os.path.splitext(path)[1].lower())
+    fmt = file_format(path, allow_txt)
     if fmt is None:
-        raise DataError(f"{path}: unknown file type (use .csv, .tsv, .jsonl or .parquet)")
+        raise DataError(f"{path}: unknown file type (use .csv, .tsv, .jsonl or .parquet; the first three may be "
+                        "gzip-compressed: .jsonl.gz)")
+    if fmt == "parquet":
+        return _read_parquet(path)
+    opened = gzip.open if path.lower().endswith(".gz") else open
     try:
-        if fmt == "parquet":
-            return _read_parquet(path)
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with opened(path, "rt", encoding="utf-8-sig", newline="") as f:
             if fmt == "txt":
                 return _read_lines(path, f)
             return _read_jsonl(path, f) if fmt == "jsonl" else _read_delimited(path, f, fmt)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise DataError(f"{path}: not a whole gzip file ({e or 'it ends early'})") from None
 
 
 def _read_lines(path, f) -> Table:
@@ -149,12 +164,12 @@ def _read_folder(folder) -> dict[str, Table]:
     parts = {}
     for root, _, files in sorted(os.walk(folder)):
         for name in sorted(files):
-            stem, ext = os.path.splitext(name)
-            split = SPLIT_NAMES.get(stem.lower().split("-")[0].split(".")[0])
-            if split and ext.lower() in FILE_FORMATS:
+            split = SPLIT_NAMES.get(name.lower().split("-")[0].split(".")[0])
+            if split and file_format(name):
                 parts.setdefault(split, []).append(os.path.join(root, name))
     if "train" not in parts and "test" not in parts:
-        raise DataError(f"{folder}: no train, validation or test file (.csv, .tsv, .jsonl or .parquet) found")
+        raise DataError(f"{folder}: no train, validation or test file (.csv, .tsv, .jsonl or .parquet, the first "
+                        "three gzip-compressed or not) found")
     return {split: _concat([read_file(path) for path in paths]) for split, paths in parts.items()}
 
 

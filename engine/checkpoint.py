@@ -8,6 +8,7 @@ import tempfile
 import torch
 
 from data.errors import InputError
+from engine.config import ConfigError, config_problem, to_stderr, upgrade
 from engine.metrics import current_name
 
 
@@ -77,7 +78,9 @@ def link_checkpoint(source: str, path: str) -> None:
     fsync_folder(folder)
 
 
-def load_checkpoint(path: str, map_location="cpu") -> dict:
+def load_checkpoint(path: str, map_location="cpu", log=to_stderr) -> dict:
+    """A checkpoint of this project, its config upgraded to today's (`engine.config.upgrade`; `log` says what was
+    filled in), or one line that says why it cannot be used, before any of it is used."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
@@ -92,49 +95,30 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+    if not isinstance(state, dict) or "model" not in state or not isinstance(state.get("config"), dict):
         raise CheckpointError(f"{path}: not a checkpoint of this project (no model weights or config)")
-    problem = checkpoint_problem(state)
+    try:
+        state["config"], filled = upgrade(state["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: not a usable checkpoint of this project: {e}") from None
+    problem = config_problem(state["config"]) or checkpoint_problem(state)
     if problem:
         raise CheckpointError(f"{path}: not a usable checkpoint of this project: {problem}")
-    if isinstance(state["config"].get("select_metric"), str):  # metrics a former version named P@5, mRP
-        state["config"]["select_metric"] = current_name(state["config"]["select_metric"])
+    for key in ("thresholds", "pos_weight", "label_prior"):  # absent from checkpoints of older versions
+        state.setdefault(key, None)
+    if filled:
+        log(f"{path}: saved by an older version; read with " + ", ".join(f"{k}={v!r}" for k, v in filled.items()))
     if isinstance(state.get("metrics"), dict):
         state["metrics"] = {current_name(key): value for key, value in state["metrics"].items()}
     return state
 
 
 NUMBER = (int, float)
-# What evaluate.py, predict.py and a resume read from a checkpoint, and the values each may take.
-CONFIG_FIELDS = {"model": str, "pooling": str, "dropout": NUMBER, "max_length": int, "eval_batch_size": int,
-                 "threshold": NUMBER, "amp_dtype": str, "attention_impl": str, "data": str, "val_fraction": NUMBER,
-                 "split_seed": int, "label_separator": str}
-CONFIG_CHOICES = {"pooling": ("mean", "cls"), "amp_dtype": ("off", "bf16", "fp16"),
-                  "attention_impl": ("sdpa", "eager", "plain_or_sdpa")}
-# Fields added later: a checkpoint from before them lacks them, and the reader's default stands in.
-LATER_CONFIG_CHOICES = {"fast_paths": ("on", "off"), "long_doc": ("truncate", "head-tail", "chunk"),
-                        "chunk_pool": ("max", "mean"), "loss": ("bce", "focal", "asl", "db")}
 
 
 def checkpoint_problem(state: dict) -> str | None:
-    """What makes a loaded checkpoint unusable (values a program other than this one wrote, or edited), or None."""
-    config = state["config"]
-    if not isinstance(config, dict):
-        return "its config is not a dict"
-    for name, kind in CONFIG_FIELDS.items():
-        value = config.get(name)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            return f"config[{name!r}] is {value!r}"
-        if name in CONFIG_CHOICES and value not in CONFIG_CHOICES[name]:
-            return f"config[{name!r}] is {value!r} (expected one of {', '.join(CONFIG_CHOICES[name])})"
-    for name, choices in LATER_CONFIG_CHOICES.items():
-        if name in config and config[name] not in choices:
-            return f"config[{name!r}] is {config[name]!r} (expected one of {', '.join(choices)})"
-    if any(not isinstance(config.get(name, 1), int) or config.get(name, 1) < minimum
-           for name, minimum in (("stride", 0), ("max_chunks", 1))):
-        return "config's stride or max_chunks is not a whole number in range"
-    if config["max_length"] < 1 or config["eval_batch_size"] < 1:
-        return "config's max_length and eval_batch_size must be at least 1"
+    """What beyond its config makes a loaded checkpoint unusable (a program other than this one wrote or edited
+    it), or None."""
     names = state.get("label_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         return "label_names is not a list of label names"
@@ -147,7 +131,7 @@ def checkpoint_problem(state: dict) -> str | None:
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
         return "tokenizer_files is missing"
     prior = state.get("label_prior")
-    if config.get("loss") == "db" and not (isinstance(prior, torch.Tensor) and prior.shape == (len(names),)):
+    if state["config"]["loss"] == "db" and not (isinstance(prior, torch.Tensor) and prior.shape == (len(names),)):
         return "its loss is db but its label_prior is missing or does not match its labels"
     thresholds = state.get("thresholds")
     if thresholds is not None and not (isinstance(thresholds, dict) and isinstance(thresholds.get("global"), NUMBER)

@@ -6,13 +6,14 @@ import sys
 import torch
 
 from data.errors import InputError
+from engine.config import ConfigError
 from engine.errors import Interrupted, NonFiniteLossError
 
 
 def run_cli(run, *args):
     try:
         return run(*args)
-    except (InputError, NonFiniteLossError) as e:
+    except (InputError, ConfigError, NonFiniteLossError) as e:
         fail(str(e))
     except OSError as e:  # a full disk, a read-only or missing folder: the system's own words, with the path
         where = e.filename if e.filename is not None else ""
@@ -28,14 +29,6 @@ def run_cli(run, *args):
 def fail(message: str):
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2) from None
-
-
-def check_at_least_one(args, *names: str) -> None:
-    """Each of these flags is unset (None) or at least 1."""
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1")
 
 
 def check_device(name: str) -> None:

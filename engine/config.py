@@ -1,58 +1,317 @@
-"""train.py's flags beyond parsing: the checks that run before any data is read or any file is touched, and
-the rules of a resume (which flags a resumed run keeps, which it applies from where it continues)."""
+"""The run's config in one home. Each setting is a `Field`: its default, help, check and resume rule side by side;
+the CLI parsers are generated from the fields, `upgrade` turns an older checkpoint's config into today's, and
+`resolve_run` turns train.py's flags (a resume included) into the one config dict that the run passes everywhere
+and stores in config.json and every checkpoint. Nothing here imports torch: the CLIs parse before it loads."""
 import argparse
 import math
 import os
+import sys
 import time
+from dataclasses import dataclass
 
-from data.errors import InputError
-from engine.checkpoint import load_checkpoint
-from engine.cli import check_at_least_one, check_device, check_writable_folder
-from engine.metrics import current_name
-
+REQUIRED = object()  # `Field.before`: every version of the config has the field, so one without it is refused
+RESUME_RULES = {
+    "fixed": "a resumed run keeps the value it started with; giving another is refused",
+    "applied": "a resumed run takes a new value from the step it continues at, and logs and records the change",
+    "free": "decided by each command, never taken from the checkpoint: where it writes, what machine it runs on",
+    "recorded": "not a flag: what the run resolved or counted (the autocast dtype, the attention kernel)",
+}
 SELECTABLE_METRICS = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "roc_auc_micro", "roc_auc_macro",
                       "subset_accuracy", "jaccard_samples", "lrap", "precision_at_1", "precision_at_3",
-                      "precision_at_5", "ndcg_at_1", "ndcg_at_3", "ndcg_at_5", "mean_r_precision")
+                      "precision_at_5", "r_precision_at_1", "r_precision_at_3", "r_precision_at_5", "ndcg_at_1",
+                      "ndcg_at_3", "ndcg_at_5", "mean_r_precision")
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bert-multilabel")
 
 
-class ConfigError(InputError):
-    """A flag with a value that cannot work: the message is one line that names the flag."""
+class ConfigError(ValueError):
+    """A setting with a value that cannot work: the message is one line that names the flag (the CLIs end with it
+    and exit status 2, as for `data.errors.InputError`, which this module cannot import before torch loads)."""
 
 
-# On resume these must stay as the run had them: they define its data, model, data order or best-metric scale.
-FIXED_ON_RESUME = ("data", "data_config", "text_column", "label_column", "label_separator", "val_fraction",
-                   "split_seed", "max_length", "long_doc", "stride", "max_chunks", "chunk_pool", "fast_paths",
-                   "max_train_samples", "max_eval_samples", "model", "pooling",
-                   "freeze_embeddings", "attention_dropout", "batch_size", "grad_accum", "seed", "pos_weight",
-                   "pos_weight_max", "loss", "head_bias", "select_metric")
-# These a resumed run applies from the point it continues at (and says so).
-APPLIED_ON_RESUME = ("lr", "head_lr_mult", "weight_decay", "warmup", "epochs", "clip_grad", "dropout", "amp",
-                     "patience")
+@dataclass(frozen=True)
+class Field:
+    """One setting. `kind`: str, int, float or bool (a switch); `choices`: the values it may take; `check`: a
+    key of CHECKS its value must pass; `machine`: a key of MACHINE_CHECKS (the device, a folder it writes), run
+    on the command line only; `resume`: a key of RESUME_RULES; `before`: the value a config from before the
+    field existed ran with (`upgrade` fills it in). A default of None means the setting may be unset."""
+    name: str
+    default: object
+    help: str
+    group: str = ""
+    kind: type = str
+    choices: tuple = ()
+    check: str = ""
+    machine: str = ""
+    resume: str = "fixed"
+    before: object = REQUIRED
+    required: bool = False
+    positional: bool = False
+
+    @property
+    def flag(self) -> str:
+        return self.name if self.positional else "--" + self.name.replace("_", "-")
 
 
-def check_args(args, parser: argparse.ArgumentParser) -> None:
-    """Every flag that can be checked before any data is read or any file is touched."""
-    for action in parser._actions:
-        value = getattr(args, action.dest, None)
-        if action.type is float and value is not None and not math.isfinite(value):
-            raise ConfigError(f"--{action.dest.replace('_', '-')} {value}: must be a finite number")
-    check_at_least_one(args, "epochs", "batch_size", "eval_batch_size", "max_length", "grad_accum", "log_every",
-                       "max_train_samples", "max_eval_samples", "max_chunks")
-    for name in ("lr", "weight_decay", "head_lr_mult", "clip_grad", "pos_weight_max", "save_every", "workers",
-                 "tune_min_positives", "seed", "split_seed", "stride", "patience"):
-        if getattr(args, name) is not None and getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
-            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be "
-                              + ("positive" if name == "lr" else "zero or more"))
-    for name in ("dropout", "attention_dropout", "warmup", "threshold", "val_fraction"):
-        if getattr(args, name) is not None and not 0 <= getattr(args, name) <= 1:
-            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be between 0 and 1")
-    if args.select_metric not in SELECTABLE_METRICS:
-        raise ConfigError(f"--select-metric {args.select_metric}: choose one of {', '.join(SELECTABLE_METRICS)}")
-    if not args.label_separator:
-        raise ConfigError("--label-separator '': must be at least one character")
-    check_device(args.device)
-    if args.cache_dir:
-        check_writable_folder(args.cache_dir, "--cache-dir")
+CHECKS = {"at_least_1": (lambda v: v >= 1, "must be at least 1"),
+          "zero_or_more": (lambda v: v >= 0, "must be zero or more"),
+          "positive": (lambda v: v > 0, "must be positive"),
+          "fraction": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+          "not_empty": (lambda v: v != "", "must be at least one character")}
+
+DATA, MODEL, OPTIM, EVAL, RUN = "data", "model", "optimization", "evaluation", "run"
+TRAIN_FIELDS = (
+    Field("data", "coastalcph/multi_eurlex", "hub dataset id, or a local folder (train/validation/test files) or "
+          "file: csv, tsv, jsonl, parquet", DATA),
+    Field("data_config", "en", "hub dataset config (ignored for local data)", DATA),
+    Field("text_column", None, "default: text, sentence, tweet, content, document or body", DATA),
+    Field("label_column", None, "a list column of label names or ids (default: labels or label; else every other "
+          "column is a 0/1 label column)", DATA),
+    Field("label_separator", ",", "separates label names in a csv/tsv list cell", DATA, check="not_empty"),
+    Field("val_fraction", 0.1, "carved from train when there is no validation split", DATA, float, check="fraction"),
+    Field("split_seed", 0, "seed of that carve", DATA, int, check="zero_or_more"),
+    Field("max_length", 300, "tokens per example (per window with --long-doc chunk)", DATA, int, check="at_least_1"),
+    Field("long_doc", "chunk", "a text longer than --max-length: keep its start (truncate), its first quarter and "
+          "last three quarters of the budget (head-tail), or encode it in overlapping windows whose logits are "
+          "pooled into one prediction (chunk); README, Long documents", DATA,
+          choices=("truncate", "head-tail", "chunk"), before="truncate"),
+    Field("stride", None, "tokens shared by consecutive windows (chunk; default: a quarter of a window's text)",
+          DATA, int, check="zero_or_more", before=None),
+    Field("max_chunks", 8, "windows per document at most, from its start (chunk): bounds memory and time", DATA,
+          int, check="at_least_1", before=8),
+    Field("chunk_pool", "max", "how a document's window logits become one (chunk)", DATA, choices=("max", "mean"),
+          before="max"),
+    Field("max_train_samples", None, "train on the first N examples only", DATA, int, check="at_least_1"),
+    Field("max_eval_samples", None, "validate (and test) on the first N examples only", DATA, int,
+          check="at_least_1"),
+    Field("cache_dir", DEFAULT_CACHE, "tokenized data cache ('' for none)", DATA, machine="folder", resume="free"),
+    Field("model", "bert-base-uncased", "hub id, local folder, or alias: minilm", MODEL),
+    Field("pooling", "mean", "token states -> one vector", MODEL, choices=("mean", "cls")),
+    Field("dropout", 0.1, "before the linear head", MODEL, float, check="fraction", resume="applied"),
+    Field("attention", "auto", "attention kernels; auto: on a CPU, plain attention with a cheap dropout mask while "
+          "training and for short texts in bf16, else SDPA; on a GPU, sdpa", MODEL,
+          choices=("auto", "sdpa", "eager"), resume="applied", before="auto"),
+    Field("attention_dropout", None, "dropout on the attention probabilities (default: the encoder's own, 0.1 for "
+          "BERT)", MODEL, float, check="fraction", before=None),
+    Field("fast_paths", "on", "the CPU fast paths of model/cpu_fast.py (dropout masks, attention kernels, "
+          "allocator, bf16 only where fast); off: PyTorch and transformers as they ship", MODEL,
+          choices=("on", "off"), before="on"),
+    Field("compile", False, "torch.compile the model for training and validation, with the CPU fast paths off: "
+          "each new batch shape costs a compile first (tens of seconds); docs/results.md, Speed", MODEL, bool,
+          resume="applied", before=False),
+    Field("compile_mode", "default", "with --compile: torch.compile's mode; reduce-overhead replays CUDA graphs, "
+          "taking the host's cost of launching each kernel off a GPU that waits on it", MODEL,
+          choices=("default", "reduce-overhead", "max-autotune"), resume="applied", before="default"),
+    Field("freeze_embeddings", "word", "keep embeddings as pretrained: word (the word-embedding matrix: half of "
+          "MiniLM's weights, which a dense AdamW update would rewrite every step for the few hundred rows a batch "
+          "uses) or all (also position and token-type embeddings and their LayerNorm)", MODEL,
+          choices=("none", "word", "all"), before="none"),
+    Field("epochs", 5, "passes over the training data", OPTIM, int, check="at_least_1", resume="applied"),
+    Field("batch_size", 16, "per device", OPTIM, int, check="at_least_1"),
+    Field("eval_batch_size", 64, "per device, in validation", OPTIM, int, check="at_least_1", resume="applied"),
+    Field("lr", 5e-5, "encoder learning rate (peak)", OPTIM, float, check="positive", resume="applied"),
+    Field("head_lr_mult", 10.0, "the new head learns this many times faster", OPTIM, float, check="zero_or_more",
+          resume="applied"),
+    Field("weight_decay", 0.01, "AdamW's, on weight matrices only", OPTIM, float, check="zero_or_more",
+          resume="applied"),
+    Field("warmup", 0.1, "fraction of all steps with a linear warm-up", OPTIM, float, check="fraction",
+          resume="applied"),
+    Field("grad_accum", 1, "batches per optimizer step", OPTIM, int, check="at_least_1"),
+    Field("clip_grad", 1.0, "max gradient norm (0: no clipping)", OPTIM, float, check="zero_or_more",
+          resume="applied"),
+    Field("loss", "bce", "binary cross-entropy, focal loss, the asymmetric loss, or the distribution-balanced loss "
+          "(README, Rare labels)", OPTIM, choices=("bce", "focal", "asl", "db"), before="bce"),
+    Field("pos_weight", "sqrt", "weigh each label's positives by negatives/positives (auto) or its square root "
+          "(sqrt), capped by --pos-weight-max; sqrt lets rare labels be learned (README, Rare labels)", OPTIM,
+          choices=("none", "auto", "sqrt"), before="none"),
+    Field("pos_weight_max", 10.0, "cap of --pos-weight", OPTIM, float, check="zero_or_more"),
+    Field("head_bias", "zero", "the head's initial bias: 0, or each label's log-odds in the training data", OPTIM,
+          choices=("zero", "prior"), before="zero"),
+    Field("amp", "auto", "autocast dtype; auto: bf16 where the hardware runs it fast, fp16 on older GPUs, else off",
+          OPTIM, choices=("auto", "bf16", "fp16", "off"), resume="applied"),
+    Field("seed", 42, "initial head weights, dropout, data order", OPTIM, int, check="zero_or_more"),
+    Field("threshold", 0.5, "probability at which a label is predicted (and --select-metric is measured)", EVAL,
+          float, check="fraction"),
+    Field("select_metric", "micro_f1", "validation metric that picks best.pt", EVAL, choices=SELECTABLE_METRICS),
+    Field("patience", 0, "stop when --select-metric has not improved for this many epochs (0: never)", EVAL, int,
+          check="zero_or_more", resume="applied", before=0),
+    Field("tune_objective", "micro_f1", "what the thresholds tuned on validation predictions maximise", EVAL,
+          choices=("micro_f1", "macro_f1"), resume="applied", before="micro_f1"),
+    Field("tune_min_positives", 5, "a label with fewer validation positives is too rare to tune alone "
+          "(--tune-fallback)", EVAL, int, check="zero_or_more", resume="applied", before=5),
+    Field("tune_fallback", "pooled", "the threshold of labels too rare to tune alone: the tuned global one, or one "
+          "tuned on all of them pooled (README, Rare labels)", EVAL, choices=("global", "pooled"),
+          resume="applied", before="global"),
+    Field("output_dir", None, "default: runs/<run-name>", RUN, resume="free"),
+    Field("run_name", None, "default: <model>-<data>-<date>", RUN, resume="free"),
+    Field("overwrite", False, "replace a finished run in --output-dir", RUN, bool, resume="free"),
+    Field("resume", None, "a last.pt to continue from, or auto (the run folder's)", RUN, resume="free"),
+    Field("save_every", 0, "also save last.pt every N optimizer steps", RUN, int, check="zero_or_more",
+          resume="applied"),
+    Field("log_every", 10, "optimizer steps between logged training losses", RUN, int, check="at_least_1",
+          resume="applied"),
+    Field("device", "auto", "auto, cpu, cuda, cuda:1 ...", RUN, machine="device", resume="free"),
+    Field("workers", 0, "DataLoader worker processes", RUN, int, check="zero_or_more", resume="free"),
+    Field("deterministic", False, "deterministic algorithms (bitwise resumable)", RUN, bool, resume="applied"),
+    # What the run resolves or counts, recorded beside the flags (no flag sets them).
+    Field("amp_dtype", None, "the autocast dtype --amp resolved to", choices=("off", "bf16", "fp16"),
+          resume="recorded"),
+    Field("attention_impl", None, "the attention kernel the encoder runs", choices=("sdpa", "eager", "plain_or_sdpa"),
+          resume="recorded"),
+    Field("world_size", None, "processes that trained together", kind=int, check="at_least_1", resume="recorded",
+          before=1),
+    Field("num_labels", None, "labels of the run", kind=int, check="at_least_1", resume="recorded", before=None),
+    Field("resumes", None, "each resume: the step it continued at and the flags it changed", kind=list,
+          resume="recorded", before=[]),
+)
+FIELDS = {f.name: f for f in TRAIN_FIELDS}
+RENAMED = {"freeze_word_embeddings": ("freeze_embeddings", lambda on: "word" if on else "none")}
+
+EVALUATE_FIELDS = (
+    Field("ckpt", None, "a best.pt or last.pt", required=True),
+    Field("split", "test", "split of the training data to evaluate", choices=("train", "validation", "test")),
+    Field("data", None, "other data (file or folder) labelled with the checkpoint's labels"),
+    Field("thresholds", None, "tuned (per label, tuned on validation in training), global (the tuned global one), "
+          "or a number; default: the training run's --threshold"),
+    Field("batch_size", None, "default: the training run's eval batch size", kind=int, check="at_least_1"),
+    Field("max_eval_samples", None, "default: the training run's", kind=int, check="at_least_1"),
+    Field("amp", None, "default: the training run's", choices=("auto", "bf16", "fp16", "off")),
+    Field("device", "cpu", "cpu, cuda, cuda:1 ...", machine="device"),
+    Field("output", None, "metrics JSON (default: beside the checkpoint)", machine="output_file"),
+    Field("save_predictions", None, "JSON lines: id, gold, predicted, probabilities", machine="output_file"),
+)
+PREDICT_FIELDS = (
+    Field("texts", None, "texts to label; none: --file, or one text per line on stdin", kind=list, positional=True),
+    Field("ckpt", None, "a best.pt or last.pt", required=True),
+    Field("file", None, "a .txt (one text per line), csv, tsv, jsonl or parquet file"),
+    Field("text_column", None, "for csv, tsv, jsonl, parquet (default: as in training)"),
+    Field("thresholds", None, "tuned (per label; the default where the checkpoint has them), global, or a number"),
+    Field("json", False, "one JSON line per text", kind=bool),
+    Field("batch_size", None, "default: the training run's eval batch size", kind=int, check="at_least_1"),
+    Field("device", "cpu", "cpu, cuda, cuda:1 ...", machine="device"),
+)
+
+
+def build_parser(fields, description: str) -> argparse.ArgumentParser:
+    """The CLI of these fields. No default reaches argparse (SUPPRESS): what it returns is what was given, so a
+    resume can tell a flag given now from one left at its default; --help shows each default from the field."""
+    parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
+    groups = {}
+    for f in fields:
+        if f.resume == "recorded":
+            continue
+        if f.group and f.group not in groups:
+            groups[f.group] = parser.add_argument_group(f.group)
+        target = groups.get(f.group, parser)
+        shown = f.default is not None and f.kind is not bool and "default" not in f.help
+        text = f.help + (f" (default: {f.default})" if shown else "")
+        if f.kind is bool:
+            target.add_argument(f.flag, action="store_true", help=text)
+        elif f.positional:
+            target.add_argument(f.flag, nargs="*", help=text)
+        else:
+            listed = f.choices and len(f.choices) <= 6
+            metavar = "{" + ",".join(f.choices) + "}" if listed else f.name.upper()
+            text += f"; one of {', '.join(f.choices)}" if f.choices and not listed else ""
+            target.add_argument(f.flag, type=f.kind, metavar=metavar, required=f.required, help=text)
+    return parser
+
+
+def parse_flags(fields, argv, description: str = "") -> dict:
+    """The flags given on the command line, by field name (--help and a misspelt flag end here)."""
+    return vars(build_parser(fields, description).parse_args(argv))
+
+
+def with_defaults(fields, given: dict) -> dict:
+    """Every field: its value given, else its default (a recorded one is None until the run resolves it)."""
+    return {**{f.name: f.default for f in fields}, **given}
+
+
+def value_problem(f: Field, value) -> str | None:
+    """What is wrong with `value` for the field, or None."""
+    if value is None:
+        optional = f.before is None if f.resume == "recorded" else f.default is None
+        return None if optional else "must be set"
+    kinds = (int, float) if f.kind is float else (f.kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and f.kind is not bool):
+        return f"must be {'a number' if f.kind is float else 'a whole number' if f.kind is int else f.kind.__name__}"
+    if f.kind is float and not math.isfinite(value):
+        return "must be a finite number"
+    if f.choices and value not in f.choices:
+        return f"choose one of {', '.join(f.choices)}"
+    if f.check:
+        passes, message = CHECKS[f.check]
+        if not passes(value):
+            return message
+    return None
+
+
+def check_values(fields, values: dict) -> None:
+    """Every field's value, as a flag would be named: one line for the first that is wrong."""
+    for f in fields:
+        value = values.get(f.name)
+        problem = None if f.resume == "recorded" else value_problem(f, value)
+        if problem:
+            raise ConfigError(f"{f.flag} {value if value != '' else repr(value)}: {problem}")
+
+
+def check_machine(fields, values: dict) -> None:
+    """What the fields ask of this machine: the device exists, the folders and files they write can be written."""
+    from engine.cli import check_device, check_output_file, check_writable_folder
+
+    for f in fields:
+        value = values.get(f.name)
+        if not f.machine or not value:
+            continue
+        if f.machine == "device":
+            check_device(value)
+        elif f.machine == "folder":
+            check_writable_folder(value, f.flag)
+        else:
+            check_output_file(value, f.flag)
+
+
+def make_config(**values) -> dict:
+    """A run's config: the defaults of train.py with these values (for a notebook or a bench, as train.py's
+    flags would give them), checked. `build_model(make_config(model="minilm"), num_labels)` builds what
+    `python train.py --model minilm` would train."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]!r}: not a setting of a run (see python train.py --help)")
+    config = with_defaults(TRAIN_FIELDS, values)
+    check_values(TRAIN_FIELDS, config)
+    return config
+
+
+def upgrade(config: dict) -> tuple[dict, dict]:
+    """An older checkpoint's config as today's, and what was filled in: renamed settings under their new names,
+    metric names as this version spells them, and each setting added since with the value those runs ran with
+    (`Field.before`). A config that lacks a setting every version has is refused."""
+    from engine.metrics import current_name
+
+    config, filled = dict(config), {}
+    for old, (new, convert) in RENAMED.items():
+        if old in config:
+            value = config.pop(old)
+            if new not in config:
+                config[new] = filled[new] = convert(value)
+    if isinstance(config.get("select_metric"), str):
+        config["select_metric"] = current_name(config["select_metric"])
+    for f in TRAIN_FIELDS:
+        if f.name in config:
+            continue
+        if f.before is REQUIRED:
+            raise ConfigError(f"its config has no {f.name!r}")
+        config[f.name] = filled[f.name] = list(f.before) if isinstance(f.before, list) else f.before
+    return config, filled
+
+
+def config_problem(config: dict) -> str | None:
+    """What makes a stored config unusable (a program other than this one wrote or edited it), or None."""
+    for f in TRAIN_FIELDS:
+        problem = value_problem(f, config[f.name])
+        if problem:
+            return f"config[{f.name!r}] is {config[f.name]!r} ({problem})"
+    return None
 
 
 def local_path(value: str | None) -> str | None:
@@ -61,64 +320,104 @@ def local_path(value: str | None) -> str | None:
     return os.path.abspath(value) if value and os.path.exists(value) else value
 
 
-def default_output_dir(args) -> str:
-    name = args.run_name or "-".join([os.path.basename(os.path.normpath(args.model)),
-                                      os.path.basename(os.path.normpath(args.data)), time.strftime("%Y%m%d-%H%M%S")])
+def normalized(given: dict) -> dict:
+    """Paths absolute, metric names as this version spells them (P@5 -> precision_at_5)."""
+    from engine.metrics import current_name
+
+    given = dict(given)
+    for name in ("data", "model"):
+        if name in given:
+            given[name] = local_path(given[name])
+    if given.get("cache_dir"):
+        given["cache_dir"] = os.path.abspath(given["cache_dir"])
+    if isinstance(given.get("select_metric"), str):
+        given["select_metric"] = current_name(given["select_metric"])
+    return given
+
+
+def default_output_dir(config: dict) -> str:
+    name = config["run_name"] or "-".join([os.path.basename(os.path.normpath(config["model"])),
+                                           os.path.basename(os.path.normpath(config["data"])),
+                                           time.strftime("%Y%m%d-%H%M%S")])
     return os.path.join("runs", name)
 
 
-def explicit_flags(parser: argparse.ArgumentParser, argv) -> dict:
-    """The flags given on the command line (not defaulted): on resume they override the checkpoint's config."""
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    return vars(parser.parse_args(argv))
+def resolve_run(given: dict) -> tuple[dict, dict | None, dict]:
+    """(config, the checkpoint to continue or None, {setting: (old, new)} that a resume applies). A fresh run is
+    the defaults with the flags given. A resumed run is its checkpoint's config with the flags given now, by
+    each field's rule: a `fixed` one must not change, an `applied` one takes effect from where the run
+    continues, a `free` one is this command's (its default if not given). It writes to its checkpoint's folder
+    (or an explicit --output-dir), never to a folder its config remembers."""
+    from engine.checkpoint import load_checkpoint
 
-
-def resolve_args(get_args_parser, argv) -> tuple[argparse.Namespace, dict | None]:
-    """The run's flags and, with --resume, the checkpoint to continue. A resumed run takes the checkpoint's
-    config, overridden by the flags given now: those of APPLIED_ON_RESUME take effect from where it continues
-    (`args.resume_changes` lists them), those of FIXED_ON_RESUME must not change. It writes to the folder of
-    its checkpoint (or an explicit --output-dir), never to a folder its config remembers."""
-    args = get_args_parser().parse_args(argv)
-    args.select_metric = current_name(args.select_metric)  # P@5 as older versions named precision_at_5
-    args.data, args.model = local_path(args.data), local_path(args.model)
-    args.cache_dir = os.path.abspath(args.cache_dir) if args.cache_dir else args.cache_dir
-    resume, args.resume_changes = None, {}
-    if args.resume:
-        if args.resume == "auto" and not args.output_dir:
-            raise ConfigError("--resume auto: needs --output-dir, the run folder to continue")
-        path = os.path.join(args.output_dir, "last.pt") if args.resume == "auto" else args.resume
-        if not os.path.isfile(path):
-            hint = (" (the run there stopped before its first checkpoint: run the same command again without "
-                    "--resume)" if args.resume == "auto" and os.path.isdir(args.output_dir) else "")
-            raise ConfigError(f"--resume {args.resume}: no checkpoint at {path}{hint}")
-        resume = load_checkpoint(path)
-        given = explicit_flags(get_args_parser(), argv)
-        for name in ("data", "model", "cache_dir", "select_metric"):
-            if name in given:
-                given[name] = getattr(args, name)
-        saved = {k: v for k, v in resume["config"].items()
-                 if k in vars(args) and k not in ("output_dir", "run_name", "resume", "overwrite")}
-        if "freeze_word_embeddings" in resume["config"] and "freeze_embeddings" not in saved:  # older runs' flag
-            saved["freeze_embeddings"] = "word" if resume["config"]["freeze_word_embeddings"] else "none"
-        saved.setdefault("pos_weight", "none")  # runs from before the flag weighed no positives
-        saved.setdefault("tune_fallback", "global")  # and kept rare labels at the global threshold
+    given = normalized(given)
+    check_values(TRAIN_FIELDS, with_defaults(TRAIN_FIELDS, given))
+    resume, changes = None, {}
+    config = with_defaults(TRAIN_FIELDS, given)
+    if config["resume"]:
+        path = resume_path(config)
+        resume = load_checkpoint(path, log=print)
+        saved = resume["config"]
         for name, value in given.items():
-            if name in FIXED_ON_RESUME and name in saved and value != saved[name]:
-                raise ConfigError(f"--{name.replace('_', '-')} {value}: the run being resumed has "
-                                  f"{saved[name]!r}, and a resumed run keeps it; start a new run to change it")
-        args.resume_changes = {name: (saved[name], value) for name, value in given.items()
-                               if name in APPLIED_ON_RESUME and name in saved and value != saved[name]}
-        args = argparse.Namespace(**{**vars(args), **saved, **given})
-        args.output_dir = args.output_dir or os.path.dirname(os.path.abspath(path))
-        args.resume = os.path.abspath(path)
-    args.output_dir = os.path.abspath(args.output_dir or default_output_dir(args))
-    check_args(args, get_args_parser())
-    return args, resume
+            f = FIELDS[name]
+            if f.resume == "fixed" and value != saved[name]:
+                raise ConfigError(f"{f.flag} {value}: the run being resumed has {saved[name]!r}, and a resumed run "
+                                  "keeps it; start a new run to change it")
+            if f.resume == "applied" and value != saved[name]:
+                changes[name] = (saved[name], value)
+        kept = {f.name: saved[f.name] for f in TRAIN_FIELDS if f.resume in ("fixed", "applied", "recorded")}
+        config = {**with_defaults(TRAIN_FIELDS, {}), **kept, **given, "resume": os.path.abspath(path)}
+        config["output_dir"] = config["output_dir"] or os.path.dirname(os.path.abspath(path))
+    config["output_dir"] = os.path.abspath(config["output_dir"] or default_output_dir(config))
+    check_machine(TRAIN_FIELDS, config)
+    return config, resume, changes
 
 
-def check_select_metric(name: str, num_labels: int) -> None:
+def resume_path(config: dict) -> str:
+    if config["resume"] != "auto":
+        path = config["resume"]
+    elif not config["output_dir"]:
+        raise ConfigError("--resume auto: needs --output-dir, the run folder to continue")
+    else:
+        path = os.path.join(config["output_dir"], "last.pt")
+    if not os.path.isfile(path):
+        hint = (" (the run there stopped before its first checkpoint: run the same command again without --resume)"
+                if config["resume"] == "auto" and os.path.isdir(config["output_dir"]) else "")
+        raise ConfigError(f"--resume {config['resume']}: no checkpoint at {path}{hint}")
+    return path
+
+
+def check_against_labels(config: dict, num_labels: int) -> None:
     """Precision and nDCG at k need at least k labels: found out now, not after a whole epoch."""
+    name = config["select_metric"]
     k = int(name.rsplit("_at_", 1)[1]) if "_at_" in name else 0
     if k > num_labels:
         raise ConfigError(f"--select-metric {name}: needs at least {k} labels, the data has {num_labels}")
+
+
+def resolve_window(config: dict, tokenizer) -> None:
+    """--max-length against what the encoder can take and the special tokens it adds, and --stride against the
+    window; an unset stride becomes a number here, so config.json and the checkpoint hold it."""
+    from data.batching import default_stride
+
+    if config["max_length"] > tokenizer.model_max_length:
+        raise ConfigError(f"--max-length {config['max_length']}: beyond the model's limit of "
+                          f"{tokenizer.model_max_length}")
+    shortest = tokenizer.num_special_tokens_to_add() + 1
+    if config["max_length"] < shortest:
+        raise ConfigError(f"--max-length {config['max_length']}: leaves no room for text (the model adds "
+                          f"{shortest - 1} special tokens); use at least {shortest}")
+    window = config["max_length"] - shortest + 1
+    if config["stride"] is None:
+        config["stride"] = default_stride(window)
+    if config["long_doc"] == "chunk" and config["stride"] >= window:
+        raise ConfigError(f"--stride {config['stride']}: windows of --max-length {config['max_length']} hold "
+                          f"{window} tokens of text; the stride must be smaller")
+
+
+def quiet(*args, **kwargs) -> None:
+    """A log that says nothing (the ranks other than the main process, a bench)."""
+
+
+def to_stderr(*args) -> None:
+    print(*args, file=sys.stderr)

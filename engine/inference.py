@@ -6,7 +6,7 @@ from data import Examples, LongDoc, build_loader, tokenize
 from data.errors import InputError
 from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import CheckpointError, load_checkpoint
-from engine.loop import predict
+from engine.loop import collect_probabilities
 from engine.losses import build_loss
 from engine.metrics import binarize
 from model import build_from_checkpoint, cpu_fast
@@ -32,7 +32,7 @@ class Predictor:
                                   f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         self.model.to(self.device)
         self.batch_size = batch_size or self.config["eval_batch_size"]
-        pos_weight, prior = (self.state.get(key) for key in ("pos_weight", "label_prior"))
+        pos_weight, prior = self.state.get("pos_weight"), self.state.get("label_prior")
         self.loss_fn = build_loss(self.config, *(t.to(self.device) if t is not None else None
                                                  for t in (pos_weight, prior)))
 
@@ -41,7 +41,7 @@ class Predictor:
         tokenized = tokenize(examples, self.tokenizer, self.config["max_length"], len(self.label_names), cache_dir,
                              LongDoc.from_config(self.config))
         loader = build_loader(tokenized, self.batch_size, self.tokenizer.pad_token_id, False, device=self.device)
-        return predict(self.model, loader, self.device, self.amp_dtype, self.loss_fn)
+        return collect_probabilities(self.model, loader, self.device, self.amp_dtype, self.loss_fn)
 
 
 def prediction_records(ids, probs, thresholds, label_names, gold=None, texts=None):

@@ -7,6 +7,8 @@ import numpy as np
 
 from engine.checkpoint import atomic_write
 
+PR_CURVES = 20
+
 
 class RunLogger:
     """Only the main process writes; on the others every call does nothing."""
@@ -47,12 +49,16 @@ class RunLogger:
         """Rewritten whole and renamed over the old file (a few KB an epoch): a crash never tears a line."""
         atomic_write(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in self.records).encode()))
 
-    def validation_details(self, probs, targets, label_names, examples, predicted, step: int, shown: int = 8):
-        """Per-label precision-recall curves, and the first validation examples with gold and predicted labels."""
+    def validation_details(self, probs, targets, label_names, examples, predicted, step: int, shown: int = 8,
+                           curves: int = PR_CURVES):
+        """Precision-recall curves (all labels pooled, and the `curves` labels with the most validation
+        positives: with thousands of labels, one curve each would swell the event file and the epoch's time), and
+        the first validation examples with gold and predicted labels."""
         if not self.enabled:
             return
-        for j, name in enumerate(label_names):
-            self.writer.add_pr_curve(f"pr/{name}", targets[:, j], probs[:, j], step)
+        self.writer.add_pr_curve("pr/all labels", targets.ravel(), probs.ravel(), step)
+        for j in np.argsort(-targets.sum(0), kind="stable")[:curves]:
+            self.writer.add_pr_curve(f"pr/{label_names[j]}", targets[:, j], probs[:, j], step)
         rows = ["| text | gold | predicted |", "|---|---|---|"]
         for i in range(min(shown, len(examples))):
             text = examples.texts[i].replace("|", "\\|").replace("\n", " ")

@@ -1,4 +1,4 @@
-"""One training epoch and one evaluation pass."""
+"""One training epoch, and the probabilities of every example of a loader."""
 import math
 import time
 from contextlib import nullcontext
@@ -10,7 +10,6 @@ from tqdm import tqdm
 from engine.amp import autocast
 from engine.distributed import average, gather_rows, sum_over_ranks
 from engine.errors import NonFiniteLossError
-from engine.metrics import multilabel_metrics
 
 
 def document_logits(model, batch: dict, device: torch.device, non_blocking: bool = False) -> torch.Tensor:
@@ -81,7 +80,7 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
 
 
 @torch.no_grad()
-def predict(model, loader, device, amp_dtype, loss_fn=None) -> tuple[np.ndarray, np.ndarray, float]:
+def collect_probabilities(model, loader, device, amp_dtype, loss_fn=None) -> tuple[np.ndarray, np.ndarray, float]:
     """Probabilities and targets for every example of the loader's dataset, in dataset order (batches run
     sorted by length), and the mean loss. Under distributed evaluation the ranks' rows are gathered."""
     model.eval()
@@ -99,10 +98,3 @@ def predict(model, loader, device, amp_dtype, loss_fn=None) -> tuple[np.ndarray,
     rows, probs, targets = (gather_rows(np.concatenate(a)) for a in (rows, probs, targets))
     order = np.argsort(rows, kind="stable")
     return probs[order], targets[order], sum_over_ranks(loss_sum.item()) / max(1, len(rows))
-
-
-def evaluate(model, loader, device, amp_dtype, loss_fn, thresholds=0.5, label_names=None) -> dict:
-    """{"metrics": every metric of `engine.metrics` and the loss, "probs": ..., "targets": ...}."""
-    probs, targets, loss = predict(model, loader, device, amp_dtype, loss_fn)
-    metrics = {"loss": loss, **multilabel_metrics(probs, targets, thresholds, label_names)}
-    return {"metrics": metrics, "probs": probs, "targets": targets}

@@ -106,7 +106,7 @@ def build_loss(cfg: dict, pos_weight: torch.Tensor | None = None, prior: torch.T
     positives, 4 for negatives, margin 0.05, as its paper's defaults) or `db` (the distribution-balanced loss,
     which needs the labels' training `prior`), each with `pos_weight` if given. The same config and statistics
     rebuild the same loss from a checkpoint (evaluate.py's loss)."""
-    kind = cfg.get("loss", "bce")
+    kind = cfg["loss"]
     if kind == "db":
         if prior is None:
             raise ValueError("--loss db needs the labels' training priors")
@@ -116,3 +116,12 @@ def build_loss(cfg: dict, pos_weight: torch.Tensor | None = None, prior: torch.T
     if kind == "asl":
         return FocalLoss(0.0, 4.0, 0.05, pos_weight)
     return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+
+def training_loss(cfg: dict, train_labels: list[list[int]], num_labels: int, device: torch.device):
+    """(loss, positive weights or None, label priors) of a run: the statistics come from its training labels and
+    are kept in its checkpoints, so that evaluate.py rebuilds the same loss."""
+    pos_weight = label_pos_weight(train_labels, num_labels, cfg["pos_weight"], cfg["pos_weight_max"])
+    prior = label_prior(train_labels, num_labels)
+    loss_fn = build_loss(cfg, pos_weight.to(device) if pos_weight is not None else None, prior.to(device))
+    return loss_fn, pos_weight, prior

@@ -1,11 +1,12 @@
 """Every multi-label metric in one place, computed once per evaluation, each named in one style: lower case,
-words joined by `_` (`micro_f1`, `precision_at_5`, `ndcg_at_5`, `mean_r_precision`), so each also reads as a
+words joined by `_` (`micro_f1`, `precision_at_5`, `r_precision_at_5`, `ndcg_at_5`, `mean_r_precision`), so each also reads as a
 flag value, a JSON key and a TensorBoard tag. Papers write P@5, nDCG@5 and mRP; those names, which older runs
 logged, are still read (`current_name`).
 
 Ranking metrics (precision and nDCG at k, mean R-Precision, LRAP) are averaged over the documents that have at least one gold label;
 ROC-AUC macro over the labels that have both positives and negatives in the split. Labels with no positive
-in the split are listed under `labels_without_positives` instead of breaking a metric.
+in the split are counted under `labels_without_positives` instead of breaking a metric (their names are the
+per-label report's rows of support 0).
 """
 import numpy as np
 from sklearn import metrics as skm
@@ -29,7 +30,7 @@ def binarize(probs: np.ndarray, thresholds) -> np.ndarray:
     return (probs >= np.asarray(thresholds, dtype=np.float64)).astype(np.int64)
 
 
-def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5, label_names=None) -> dict:
+def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5) -> dict:
     """`probs` and `targets` are (documents, labels); `thresholds` a number or one per label."""
     targets = targets.astype(np.int64)
     preds = binarize(probs, thresholds)
@@ -44,9 +45,7 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5, l
     out["jaccard_samples"] = skm.jaccard_score(targets, preds, average="samples", zero_division=0)
     out.update(_roc_auc(probs, targets))
     out.update(ranking_metrics(probs, targets))
-    absent = np.flatnonzero(targets.sum(0) == 0)
-    if len(absent):
-        out["labels_without_positives"] = [label_names[i] if label_names else int(i) for i in absent]
+    out["labels_without_positives"] = int((targets.sum(0) == 0).sum())
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
 
 
@@ -73,11 +72,13 @@ def ranking_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:
     order = np.argsort(-probs, axis=1, kind="stable")
     ranked_gold = np.take_along_axis(targets, order, axis=1)
     out = {}
+    n_gold = targets.sum(1)
     for k in TOP_K:
         if k <= targets.shape[1]:
-            out[f"precision_at_{k}"] = ranked_gold[:, :k].sum(1).mean() / k
+            hits = ranked_gold[:, :k].sum(1)
+            out[f"precision_at_{k}"] = hits.mean() / k
+            out[f"r_precision_at_{k}"] = (hits / np.minimum(k, n_gold)).mean()  # RP@k: of min(k, R) gold labels
             out[f"ndcg_at_{k}"] = skm.ndcg_score(targets, probs, k=k)
-    n_gold = targets.sum(1)
     hits_at_r = np.array([row[:r].sum() for row, r in zip(ranked_gold, n_gold)])
     out["mean_r_precision"] = (hits_at_r / n_gold).mean()  # R-Precision: precision in the top R, R gold labels
     out["lrap"] = skm.label_ranking_average_precision_score(targets, probs)

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from engine.amp import dtype_from_name, dtype_name, resolve_amp, trained_dtype
 from engine.distributed import all_gather_objects
 from engine.optim import build_optimizer, build_scheduler
-from model import build_model
+from model import attention_impl, build_model, cpu_fast, resolve_attention
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
@@ -39,7 +40,7 @@ class TrainState:
     autocast dtype, and `progress`: epochs done, batches done in the current epoch and their loss sum, optimizer steps, the best
     validation metric and its epoch. The loop keeps the epoch's loss sum on the device (`loss_sum`), so
     counting it costs no host sync; it is read only when the state is saved. `forward_model` is what the loop
-    calls: the model, or its DistributedDataParallel wrapper (`wrap_distributed`), compiled or not (`compile`);
+    calls: the model, or its DistributedDataParallel wrapper, compiled or not (`wrap`);
     `eval_model` is what validation calls; `model` is always the unwrapped one, whose weights are saved."""
 
     def __init__(self, model, optimizer, scheduler, scaler, device: torch.device, amp_dtype: torch.dtype | None):
@@ -49,9 +50,14 @@ class TrainState:
         self.progress = {"epoch": 0, "batches_done": 0, "step": 0, "best_metric": -float("inf"), "best_epoch": 0}
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
 
-    def wrap_distributed(self) -> None:
-        self.forward_model = torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+    def wrap(self, distributed: bool, compile_mode: str | None) -> None:
+        """What the loop calls: under DDP the model's DistributedDataParallel wrapper, then compiled with
+        `compile_mode` (None: eager)."""
+        if distributed:
+            self.forward_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if compile_mode:
+            self.compile(compile_mode)
 
     def compile(self, mode: str = "default") -> None:
         """torch.compile what the loop calls, with dynamic shapes from the start: batches change length (and the
@@ -65,10 +71,21 @@ class TrainState:
         if not distributed:
             self.eval_model = self.forward_model
 
-    def start_epoch(self) -> None:
-        """Called after an epoch's validation: the next epoch starts at its first batch."""
-        self.progress["batches_done"] = 0
+    def end_epoch(self, metric: float) -> bool:
+        """Called after an epoch's validation with its --select-metric: the next epoch starts at its first batch;
+        returns whether this epoch is the best so far."""
+        progress = self.progress
+        progress["epoch"] += 1
+        progress["batches_done"] = 0
         self.loss_sum.zero_()
+        improved = metric > progress["best_metric"]
+        if improved:
+            progress.update(best_metric=metric, best_epoch=progress["epoch"])
+        return improved
+
+    def patience_spent(self, patience: int) -> bool:
+        """--patience epochs have passed since the best one (0: never)."""
+        return bool(patience) and self.progress["epoch"] - self.progress["best_epoch"] >= patience
 
     def state_dict(self) -> dict:
         """Under DDP every rank must call it (the ranks' RNG states are gathered: each rank draws its own
@@ -99,12 +116,26 @@ class TrainState:
         return bool(torch.stack(finite).all()) and bool(torch.isfinite(self.loss_sum))
 
 
-def build_train_state(cfg: dict, num_labels: int, total_steps: int, device: torch.device,
-                      amp_dtype: torch.dtype | None) -> TrainState:
-    """A fresh run's state from its config (train.py's flags, resolved): the pretrained encoder with a new head,
-    AdamW in its parameter groups, the warm-up and decay schedule over `total_steps` optimizer steps, and a
-    grad scaler (active for fp16 only). bench/speed.py builds its runs through this function too."""
+def resolve_kernels(cfg: dict, device: torch.device, trained_amp: str | None = None) -> None:
+    """Decides, for this device, what the config leaves to the run: the autocast dtype (`trained_amp`: the one a
+    resumed run keeps) and the attention kernel asked of the encoder, recorded in `cfg`; with the CPU fast paths
+    on, freed memory is kept for reuse (model/cpu_fast.py)."""
+    fast = cpu_fast.enabled(cfg)
+    if fast:
+        cpu_fast.keep_freed_memory(device)
+    dtype = trained_dtype(trained_amp, device) if trained_amp else resolve_amp(cfg["amp"], device, fast)
+    cfg["amp_dtype"] = dtype_name(dtype)
+    cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type, fast)
+
+
+def build_train_state(cfg: dict, num_labels: int, total_steps: int, device: torch.device) -> TrainState:
+    """A fresh run's state from its config, after `resolve_kernels`: the pretrained encoder with a new head, AdamW
+    in its parameter groups, the warm-up and decay schedule over `total_steps` optimizer steps, and a grad scaler
+    (active for fp16 only). cfg["attention_impl"] becomes the kernel the architecture runs (DeBERTa-v2: eager).
+    train.py and bench/speed.py build their runs through this function."""
     model = build_model(cfg, num_labels).to(device)
+    cfg["attention_impl"] = attention_impl(model)
+    amp_dtype = dtype_from_name(cfg["amp_dtype"])
     optimizer = build_optimizer(model, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])
     scheduler = build_scheduler(optimizer, total_steps, cfg["warmup"])
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)

@@ -21,12 +21,16 @@ def _f1(tp, fp, fn):
 
 
 def _counts(probs, targets):
-    """True positives, false positives and false negatives per (grid value, label)."""
+    """True positives, false positives and false negatives per (grid value, label), in one pass over the
+    probabilities: each falls in the bin of the grid values at or below it (p >= GRID[g] exactly when its bin is
+    above g), and the bins are counted per label (4,108 labels x 6,000 documents in seconds, not minutes)."""
+    n_labels = targets.shape[1]
+    size = (len(GRID) + 1) * n_labels
+    flat = np.searchsorted(GRID, probs, side="right").astype(np.int64) * n_labels + np.arange(n_labels)
     positive = targets.astype(bool)
-    tp, predicted = np.empty((2, len(GRID), targets.shape[1]))
-    for g, t in enumerate(GRID):
-        above = probs >= t
-        tp[g], predicted[g] = (above & positive).sum(0), above.sum(0)
+    per_bin = [np.bincount(values, minlength=size).reshape(len(GRID) + 1, n_labels)
+               for values in (flat.ravel(), flat[positive])]
+    predicted, tp = (np.cumsum(counts[::-1], axis=0)[::-1][1:].astype(np.float64) for counts in per_bin)
     return tp, predicted - tp, positive.sum(0)[None, :] - tp
 
 
@@ -55,14 +59,16 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, objective: str = "mi
         chosen[tunable] = np.argmax(_f1(tp, fp, fn)[:, tunable], axis=0)
     else:
         labels = np.arange(targets.shape[1])
+        counts = (tp, fp, fn)
+        totals = [c[chosen, labels].sum() for c in counts]  # over all labels at their current thresholds
         for _ in range(rounds):
             changed = False
             for j in tunable:
-                held = labels != j
-                rest = [counts[chosen[held], labels[held]].sum() for counts in (tp, fp, fn)]
+                rest = [total - c[chosen[j], j] for total, c in zip(totals, counts)]
                 scores = _f1(rest[0] + tp[:, j], rest[1] + fp[:, j], rest[2] + fn[:, j])
                 best = int(np.argmax(scores))
                 if scores[best] > scores[chosen[j]]:
+                    totals = [r + c[best, j] for r, c in zip(rest, counts)]
                     chosen[j], changed = best, True
             if not changed:
                 break

@@ -43,10 +43,8 @@ class MultiLabelClassifier(nn.Module):
         """Logits in fp32, a row per text; with `window_doc` (the rows are windows of chunked documents, and
         window i belongs to document window_doc[i] of `num_docs`) a row per document, its windows' logits pooled
         (max or mean). Each window is encoded on its own, so a document's logits do not depend on what shares
-        its batch. Under autocast the encoder runs in bf16/fp16, but the pooling and the head do not:
-        a bf16 head gave 1,068 distinct probabilities for 7,524 validation (example, label) pairs and tied
-        labels in 70 of 684 examples, which blunts threshold tuning and the ranking metrics. They are a
-        sliver of the work (a 384 x 11 product per example against MiniLM's 22M weights per token)."""
+        its batch. Under autocast the pooling and the head stay fp32: a bf16 head tied the probabilities of many
+        labels, which blunts threshold tuning and the ranking metrics, and costs a sliver of the work."""
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         with torch.autocast(states.device.type, enabled=False):
             states = states.float()
@@ -175,23 +173,23 @@ def encoder_from_config(config: dict, attention: str = "sdpa") -> nn.Module:
 
 def build_model(cfg: dict, num_labels: int, encoder_config: dict | None = None) -> MultiLabelClassifier:
     """The pretrained encoder named by cfg["model"], or with `encoder_config` (from a checkpoint) the same
-    architecture left for the checkpoint's weights, with a fresh head for `num_labels` labels.
-    cfg["attention_impl"] is a resolved attention implementation (see `resolve_attention`); the one the encoder
-    runs, after `supported_attention`, is `attention_impl(model)`."""
-    attention = cfg.get("attention_impl", "sdpa")
+    architecture left for the checkpoint's weights, with a fresh head for `num_labels` labels. `cfg` is a run's
+    whole config (`engine.config.make_config`, or a checkpoint's); cfg["attention_impl"] is the attention kernel
+    resolved for the device (`resolve_attention`; unresolved: sdpa), and the one the encoder runs after
+    `supported_attention` is `attention_impl(model)`."""
+    attention = cfg["attention_impl"] or "sdpa"
     if attention == PLAIN_OR_SDPA:
         register_plain_or_sdpa()
     if encoder_config:
         encoder = encoder_from_config(encoder_config, attention)
     else:
-        encoder = load_encoder(cfg["model"], attention, cfg.get("attention_dropout"))
+        encoder = load_encoder(cfg["model"], attention, cfg["attention_dropout"])
     mpnet_attention.use_fused_attention(encoder, attention)
     model = MultiLabelClassifier(encoder, num_labels, cfg["pooling"], cfg["dropout"], cpu_fast.enabled(cfg),
-                                 cfg.get("chunk_pool", "max"))
-    freeze = cfg.get("freeze_embeddings", "none")
-    if freeze == "word":
+                                 cfg["chunk_pool"])
+    if cfg["freeze_embeddings"] == "word":
         model.encoder.get_input_embeddings().requires_grad_(False)
-    elif freeze == "all":
+    elif cfg["freeze_embeddings"] == "all":
         if not isinstance(getattr(model.encoder, "embeddings", None), nn.Module):
             raise ModelError(f"--freeze-embeddings all: the encoder of --model {cfg['model']} has no embeddings module")
         model.encoder.embeddings.requires_grad_(False)

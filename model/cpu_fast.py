@@ -1,29 +1,9 @@
-"""The CPU fast paths, in one place, behind one switch (`--fast-paths on|off`, stored in every checkpoint).
-
-PyTorch as it ships leaves a CPU slower than it needs to be on this workload. Each path here was measured
-(README, Speed) and none changes what is computed beyond the draw of the dropout masks; each does nothing on
-a GPU. With `--fast-paths off` none is used, and a run is PyTorch and transformers as they ship: stock
-dropout, transformers' attention kernels (MPNet's on SDPA aside: model/mpnet_attention.py), glibc's allocator
-defaults, and no bf16 autocast on a CPU unless `--amp bf16` asks for it.
-
-1. Cheap dropout masks (`Dropout`, `cheap_dropout`). PyTorch's CPU dropout draws one 32-bit number per element from
-   a Mersenne Twister, one element at a time: about 1 ms for the 170K activations of a batch of 16 tweets in
-   MiniLM, 20 times a step, 10% of a training step in fp32 and 13% in bf16; on 300-token texts the
-   attention-probability dropout alone made attention 3.6x slower. Here numpy's SFC64 fills 16 random bits
-   per element, compared with the drop threshold. The generator is seeded from torch's RNG on every call, so
-   `torch.manual_seed` and a checkpointed RNG state govern the masks as they govern `F.dropout`'s. The drop
-   probability is exact to 1/65536.
-2. Plain or SDPA attention, call by call (`PLAIN_OR_SDPA`, registered with transformers' AttentionInterface).
-   On a CPU (MiniLM's and bert-base's head shapes, 16 to 300 tokens): with attention dropout (training),
-   SDPA leaves its flash kernel for a path that draws the mask with `bernoulli_`, and plain attention with
-   the cheap mask took 0.26 to 0.98 of its time; without dropout SDPA's flash kernel is the fastest (1.2x to
-   5x plain attention in fp32), except in bf16 up to 128 tokens, where plain attention took 0.4 to 0.8 of
-   its time.
-3. A bf16 residual stream under CPU autocast (`bf16_residual_stream`).
-4. Freed memory kept for reuse within an epoch and handed back between phases (`keep_freed_memory`,
-   `release_freed_memory`): glibc's allocator settings.
-5. The bf16 probe (`cpu_bf16_is_fast`): `--amp auto` autocasts to bf16 only on a CPU that runs it fast.
-"""
+"""The CPU fast paths, in one place, behind one switch (`--fast-paths on|off`, stored in every checkpoint): cheap
+dropout masks (`Dropout`), plain or SDPA attention chosen call by call (`PLAIN_OR_SDPA`), a bf16 residual stream
+under CPU autocast, freed memory kept for reuse within an epoch (`keep_freed_memory`, `release_freed_memory`),
+and the bf16 probe of `--amp auto` (`cpu_bf16_is_fast`). Each removes a cost PyTorch as it ships pays on a CPU
+(measured in docs/results.md, Speed and Memory); none changes what is computed beyond the draw of the dropout
+masks, and each does nothing on a GPU. With `--fast-paths off` a run is PyTorch and transformers as they ship."""
 import ctypes
 import ctypes.util
 import math
@@ -40,7 +20,7 @@ SWITCH = ("on", "off")
 def enabled(cfg: dict) -> bool:
     """Whether a run's config asks for the fast paths (runs from before the switch had them). `--compile` turns
     them off: they are eager-mode tricks (a NumPy mask, a hook) that would break torch.compile's graphs."""
-    return cfg.get("fast_paths", "on") == "on" and not cfg.get("compile", False)
+    return cfg["fast_paths"] == "on" and not cfg["compile"]
 
 
 def keep_mask(shape, p: float) -> torch.Tensor:
@@ -127,20 +107,10 @@ MMAP_THRESHOLD = 32 << 20  # glibc's own upper bound for its adaptive threshold 
 
 
 def keep_freed_memory(device="cpu") -> bool:
-    """On a CPU device, lets glibc keep freed blocks of up to 32 MB for reuse instead of handing them back to
-    the kernel (a GPU's memory has PyTorch's caching allocator: nothing to do).
-
-    PyTorch's CPU allocator caches nothing, and by default glibc gives the top of its heap back to the kernel
-    whenever enough of it is free and serves large blocks with fresh mappings, so each training step mapped
-    its activations and gradients again and the kernel zeroed every page: 2,800 page faults a step in fp32
-    and 6,300 in bf16 for MiniLM on tweets, 14 ms of system time in a 136 ms bf16 step (PyTorch's CPU tuning
-    guide preloads jemalloc or tcmalloc for the same reason). Peak memory over an epoch was the same
-    (1,487 MB against 1,486 MB). On an AVX2-only CPU in fp32, training steps on documents of 5 to 300 tokens
-    took 1.43 s with it against 4.56 s with glibc's defaults (batch 16, 40 steps each; on tweet lengths the two
-    were even there, 0.277 s against 0.278 s). Blocks over 32 MB keep their own mappings, as glibc does by default: kept in
-    the heap, a freed block of one size could not serve the next request of the same size (PyTorch asks for
-    64-byte alignment, which needs a little more), so repeated large blocks grew the heap without end.
-    Returns whether it took (False off glibc, or for a GPU)."""
+    """On a CPU device, lets glibc keep freed blocks of up to 32 MB for reuse instead of handing them back to the
+    kernel, which made every training step fault its activations in again (docs/results.md, Speed); larger blocks
+    keep their own mappings, as a heap of them would grow without end. Returns whether it took (False off glibc,
+    or for a GPU, whose memory has PyTorch's caching allocator)."""
     if torch.device(device).type != "cpu":
         return False
     try:
@@ -151,14 +121,9 @@ def keep_freed_memory(device="cpu") -> bool:
 
 
 def release_freed_memory(device="cpu") -> bool:
-    """On a CPU device, hands the free pages inside glibc's heap back to the kernel (`malloc_trim(0)`); the
-    blocks in use stay where they are. Called between training and validation and after validation: each
-    phase frees blocks of sizes the other cannot reuse whole (training batches of 16 against evaluation
-    batches of 64, of every length), and without this the holes add up. Training MiniLM on documents of 5 to
-    300 tokens, resident memory grew from one epoch to the next (peak 4.1 GB, then 5.2 GB; bench/memory.py);
-    with it, each epoch starts from the memory it needs. Within an epoch, trimming after every step too held
-    the steps' peaks about a fifth lower (2.8 GB against 3.6 GB over 40 steps) but made them 30% slower (each
-    step faulted its pages in again); every 20 steps changed neither. Returns whether it ran (False off glibc,
+    """On a CPU device, hands the free pages inside glibc's heap back to the kernel (`malloc_trim(0)`), between
+    training and validation and after validation: each phase frees blocks the other cannot reuse, and without it
+    resident memory grew from epoch to epoch (docs/results.md, Memory). Returns whether it ran (False off glibc,
     or for a GPU)."""
     if torch.device(device).type != "cpu":
         return False

@@ -8,7 +8,7 @@ import pytest
 
 import train
 from conftest import LABELS, synthetic_rows
-from data import EUROVOC_LEVEL_1, load_examples
+from data import EUROVOC_LEVEL_1, DataError, load_examples
 
 ROWS = synthetic_rows(40, seed=7)
 NOTEBOOK_ORDER = ["social questions", "industry", "finance", "trade", "business and competition",
@@ -118,3 +118,65 @@ def test_unreachable_hub_stops_at_once_naming_the_offline_route(monkeypatch, tmp
     assert time.perf_counter() - start < 10
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--data someone/not-cached-here" in err[0] and "--data FOLDER" in err[0]
+
+
+def test_eurovoc_names_are_given_to_multi_eurlex_ids_only(tmp_path):
+    """A product code 100149 in another dataset stays 100149: only MultiEURLEX's 21-id ClassLabel is renamed."""
+    with open(tmp_path / "train.jsonl", "w") as f:
+        for i in range(6):
+            f.write(json.dumps({"text": f"item {i}", "labels": ["100149", "social questions"][: 1 + i % 2]}) + "\n")
+    _, names = load_examples(str(tmp_path / "train.jsonl"), val_fraction=0, log=lambda *a: None)
+    assert names == ["100149", "social questions"]
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "labels": datasets.List(datasets.ClassLabel(names=["100149", "100160", "999"]))})
+    datasets.Dataset.from_dict({"text": ["a", "b"], "labels": [[0], [1, 2]]}, features=features).to_parquet(
+        str(tmp_path / "codes.parquet"))
+    _, names = load_examples(str(tmp_path / "codes.parquet"), val_fraction=0, log=lambda *a: None)
+    assert names == ["100149", "100160", "999"]
+
+
+def eurlex_like(folder, n_train=60, n_val=20):
+    """Gzipped JSON lines shaped like ../shared/data/eurlex57k: three label lists of the same laws, and a
+    descriptor level with many labels of a few examples each, some only in validation."""
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, offset in (("train", n_train, 0), ("validation", n_val, 1)):
+        with gzip.open(folder / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
+            for i in range(n):
+                record = {"id": f"3{split}{i}", "text": f"regulation {i} on trade {i % 3}",
+                          "domains": ["TRADE", "LAW"][: 1 + i % 2], "microthesauri": [f"mt{i % 5}"],
+                          "descriptors": [f"d{i % 30}", f"d{(i * 7) % 45}"] + ([f"new{i % 3}"] if offset else [])}
+                f.write(json.dumps(record) + "\n")
+    (folder / "eurovoc.json").write_text("{}")  # beside the splits, as in the shared copy: not a split
+
+
+def test_gzipped_json_lines_are_read_and_a_label_level_is_chosen(tmp_path):
+    eurlex_like(tmp_path / "laws")
+    logged = []
+    splits, names = load_examples(str(tmp_path / "laws"), label_column="domains", log=logged.append)
+    assert names == ["LAW", "TRADE"] and len(splits["train"]) == 60 and splits["validation"].ids[0] == "3validation0"
+    splits, names = load_examples(str(tmp_path / "laws"), label_column="descriptors", log=logged.append)
+    assert len(names) == 48 and {"new0", "new1", "new2"} <= set(names)
+    assert "3 of the labels in validation never occur in the training examples: new0, new1, new2" in logged
+
+
+def test_several_list_columns_and_no_label_column_is_one_line_naming_them(tiny_bert, tmp_path, capsys):
+    eurlex_like(tmp_path / "laws")
+    argv = ["--model", tiny_bert, "--data", str(tmp_path / "laws"), "--output-dir", str(tmp_path / "run"),
+            "--cache-dir", ""]
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'laws' / 'train.jsonl.gz'}: 3 list columns could be the labels (domains, "
+                   "microthesauri, descriptors); choose one with --label-column"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_truncated_gzip_file_is_named_in_one_line(tmp_path):
+    eurlex_like(tmp_path / "laws")
+    whole = (tmp_path / "laws" / "train.jsonl.gz").read_bytes()
+    (tmp_path / "laws" / "train.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"train.jsonl.gz: not a whole gzip file"):
+        load_examples(str(tmp_path / "laws"), label_column="domains", log=lambda *a: None)

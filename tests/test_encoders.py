@@ -97,12 +97,12 @@ def test_mpnet_on_our_attention_computes_what_its_eager_attention_computes(kerne
     is what build_model gives MPNet, and an old run's `eager` stays eager."""
     from transformers import AutoConfig
 
+    from engine.config import make_config
     from model import attention_impl, build_model
 
     output_diff, grad_diff, bias_grad = mpnet_against_eager(kernel)
     assert output_diff < 1e-5 and grad_diff < 1e-4 and bias_grad > 1e-3
     config = {**AutoConfig.for_model("mpnet", **SMALL).to_dict(), "model_type": "mpnet"}
     for attention in (kernel, "eager"):
-        model = build_model({"model": "unused", "attention_impl": attention, "pooling": "mean", "dropout": 0.1,
-                             "fast_paths": "on"}, 3, config)
+        model = build_model(make_config(model="unused", attention_impl=attention), 3, config)
         assert attention_impl(model) == attention

@@ -32,7 +32,9 @@ def test_every_step_runs_with_a_tiny_model(tmp_path):
     # every part but long512 (long's code at another length) and compile (left out of smoke runs)
     done = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_check.sh"), str(out), "tests", "profile", "long",
                            "mpnet", "short"],
-                          capture_output=True, text=True, timeout=540, env={**os.environ, "GPU_CHECK_SMOKE": "1"})
+                          capture_output=True, text=True, timeout=540,
+                          env={**os.environ, "GPU_CHECK_SMOKE": "1",  # its `python` is the one running the tests
+                               "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = (out / "report.md").read_text()
     for section in ("# GPU check", "## CUDA tests", "## Speed, long documents", "## Speed, short documents"):

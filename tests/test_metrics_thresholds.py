@@ -15,7 +15,7 @@ GOLD = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0]])
 
 
 def test_metrics_match_hand_computed_values():
-    m = multilabel_metrics(PROBS, GOLD, 0.5, ["a", "b", "c", "d"])
+    m = multilabel_metrics(PROBS, GOLD, 0.5)
     # at 0.5 the predictions are {a, c}, {b}, {b, c}: 3 true positives, 2 false positives, 1 false negative
     assert m["micro_precision"] == pytest.approx(3 / 5)
     assert m["micro_recall"] == pytest.approx(3 / 4)
@@ -25,8 +25,10 @@ def test_metrics_match_hand_computed_values():
     assert m["precision_at_1"] == pytest.approx(2 / 3)  # the top label of the third document (b) is wrong
     assert m["precision_at_3"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 3) / 3)
     assert m["mean_r_precision"] == pytest.approx((2 / 2 + 1 / 1 + 0 / 1) / 3)  # R-Precision: precision at R = number of gold labels
+    assert m["r_precision_at_1"] == pytest.approx(2 / 3)
+    assert m["r_precision_at_3"] == pytest.approx((2 / 2 + 1 / 1 + 1 / 1) / 3)  # RP@k: hits over min(k, gold labels)
     assert "precision_at_5" not in m  # only 4 labels
-    assert m["labels_without_positives"] == ["d"]
+    assert m["labels_without_positives"] == 1  # d
     # ROC-AUC over the labels with positives and negatives (a, b, c): each ranks its positives first (macro 1);
     # pooled, 17 of the 20 (positive, negative) pairs are in order: 0.6 < 0.7, and 0.4 < 0.7 and 0.55
     assert m["roc_auc_macro"] == pytest.approx(1.0)

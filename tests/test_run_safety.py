@@ -1,4 +1,5 @@
-"""No run is lost or silently wrong: each case of issue 10, through real train.py / evaluate.py processes."""
+"""No run is lost or silently wrong: resumes, overwrites, locks, signals and odd inputs, through real train.py and
+evaluate.py processes."""
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ def base_run(finished_run, tiny_bert, synthetic_folder, tmp_path):
     return folder, tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "2")
 
 
-def test_1_resuming_a_copy_writes_into_the_copy(base_run, tmp_path):
+def test_resuming_a_copy_writes_into_the_copy(base_run, tmp_path):
     base, _ = base_run
     fork = tmp_path / "fork"
     shutil.copytree(base, fork)
@@ -70,7 +71,7 @@ def test_1_resuming_a_copy_writes_into_the_copy(base_run, tmp_path):
     assert json.loads((fork / "config.json").read_text())["output_dir"] == str(fork)
 
 
-def test_2_an_overwrite_that_fails_after_taking_the_folder_puts_the_old_run_back(base_run):
+def test_an_overwrite_that_fails_after_taking_the_folder_puts_the_old_run_back(base_run):
     """Flags that cannot work (--lr inf, --max-length 1, ...) are refused before the folder is touched
     (test_bad_input.py); this one fails only in training, after the old run was moved aside."""
     base, flags = base_run
@@ -79,7 +80,7 @@ def test_2_an_overwrite_that_fails_after_taking_the_folder_puts_the_old_run_back
     assert fingerprint(base) == before
 
 
-def test_2_select_metric_that_the_labels_cannot_give_is_refused_before_training(tiny_bert, base_run, tmp_path):
+def test_select_metric_that_the_labels_cannot_give_is_refused_before_training(tiny_bert, base_run, tmp_path):
     base, _ = base_run
     rows = [(text, [label for label in labels if label in LABELS[:3]]) for text, labels in synthetic_rows(40, 1)]
     (tmp_path / "three.tsv").write_text("text\tapple\tbanana\tcherry\n" + "".join(
@@ -91,7 +92,7 @@ def test_2_select_metric_that_the_labels_cannot_give_is_refused_before_training(
     assert fingerprint(base) == before
 
 
-def test_3_a_second_train_py_on_a_busy_folder_gets_one_line(tiny_bert, synthetic_folder, tmp_path):
+def test_a_second_train_py_on_a_busy_folder_gets_one_line(tiny_bert, synthetic_folder, tmp_path):
     folder = tmp_path / "busy"
     first = start("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "400"))
     try:
@@ -104,7 +105,7 @@ def test_3_a_second_train_py_on_a_busy_folder_gets_one_line(tiny_bert, synthetic
     assert first.returncode == 128 + signal.SIGTERM
 
 
-def test_3_a_folder_whose_config_json_is_not_a_runs_is_refused(tiny_bert, synthetic_folder, tmp_path):
+def test_a_folder_whose_config_json_is_not_a_runs_is_refused(tiny_bert, synthetic_folder, tmp_path):
     model_copy = tmp_path / "model"
     shutil.copytree(tiny_bert, model_copy)
     before = fingerprint(model_copy)
@@ -114,7 +115,7 @@ def test_3_a_folder_whose_config_json_is_not_a_runs_is_refused(tiny_bert, synthe
         assert fingerprint(model_copy) == before
 
 
-def test_4_changed_optimization_flags_apply_on_resume_and_are_recorded(base_run):
+def test_changed_optimization_flags_apply_on_resume_and_are_recorded(base_run):
     base, _ = base_run
     done = cli("train.py", "--resume", "auto", "--output-dir", base, "--epochs", "3", "--lr", "1e-3")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -126,7 +127,7 @@ def test_4_changed_optimization_flags_apply_on_resume_and_are_recorded(base_run)
     assert sorted(g["initial_lr"] for g in groups) == [1e-3] * len(groups)  # head lr mult 1 in the tiny flags
 
 
-def test_4_flags_that_define_the_run_cannot_change_on_resume(base_run, capsys):
+def test_flags_that_define_the_run_cannot_change_on_resume(base_run, capsys):
     base, _ = base_run
     before = fingerprint(base)
     for flag, value in (("--model", "minilm"), ("--freeze-embeddings", "all"), ("--batch-size", "4")):
@@ -138,21 +139,21 @@ def test_4_flags_that_define_the_run_cannot_change_on_resume(base_run, capsys):
     assert fingerprint(base) == before
 
 
-def test_5_two_columns_of_one_name_are_refused(tiny_bert, tmp_path):
+def test_two_columns_of_one_name_are_refused(tiny_bert, tmp_path):
     (tmp_path / "d.tsv").write_text("text\tjoy\tjoy\nsome text\t1\t0\n")
     done = cli("train.py", *tiny_train_args(tiny_bert, tmp_path / "d.tsv", tmp_path / "run"))
     one_error_line(done, "d.tsv: two columns are named 'joy'")
     assert not os.path.exists(tmp_path / "run")
 
 
-def test_6_evaluating_a_file_without_some_label_columns_is_refused(base_run, tmp_path):
+def test_evaluating_a_file_without_some_label_columns_is_refused(base_run, tmp_path):
     base, _ = base_run
     (tmp_path / "d.tsv").write_text("text\tapple\tbanana\tcherry\tdate\nsome text\t1\t0\t0\t1\n")
     one_error_line(cli("evaluate.py", "--ckpt", base / "best.pt", "--data", tmp_path / "d.tsv"),
                    "d.tsv: no column for the checkpoint's label(s) elder")
 
 
-def test_7_relative_paths_are_stored_absolute(tiny_bert, synthetic_folder, tmp_path):
+def test_relative_paths_are_stored_absolute(tiny_bert, synthetic_folder, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(synthetic_folder, work / "data")
     flags = tiny_train_args(tiny_bert, "data", "run", "--epochs", "1")
@@ -164,7 +165,7 @@ def test_7_relative_paths_are_stored_absolute(tiny_bert, synthetic_folder, tmp_p
     assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
 
 
-def test_8_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny_bert, synthetic_folder, tmp_path):
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny_bert, synthetic_folder, tmp_path):
     """(SIGTERM takes the same path and exits 143: test_3.)"""
     signum = signal.SIGINT
     folder = tmp_path / "run"
@@ -196,7 +197,7 @@ def interrupt_in(monkeypatch, name):
     monkeypatch.setattr(engine.trainer, name, interrupted)
 
 
-def test_8_a_signal_before_the_first_checkpoint_leaves_a_folder_that_runs_again(tiny_bert, synthetic_folder, tmp_path,
+def test_a_signal_before_the_first_checkpoint_leaves_a_folder_that_runs_again(tiny_bert, synthetic_folder, tmp_path,
                                                                                 capsys, monkeypatch):
     folder = tmp_path / "run"
     flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "1")
@@ -212,7 +213,7 @@ def test_8_a_signal_before_the_first_checkpoint_leaves_a_folder_that_runs_again(
     assert train.main(flags)["best_epoch"] == 1
 
 
-def test_9_non_finite_weights_are_never_saved(tiny_bert, synthetic_folder, tmp_path):
+def test_non_finite_weights_are_never_saved(tiny_bert, synthetic_folder, tmp_path):
     folder = tmp_path / "run"
     flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--lr", "1e30", "--clip-grad", "0",
                             "--save-every", "1", "--log-every", "1000")
@@ -222,7 +223,7 @@ def test_9_non_finite_weights_are_never_saved(tiny_bert, synthetic_folder, tmp_p
         assert all(torch.isfinite(w).all() for w in state["model"].values())
 
 
-def test_10_a_torn_metrics_line_does_not_stop_a_resume(base_run):
+def test_a_torn_metrics_line_does_not_stop_a_resume(base_run):
     base, _ = base_run
     with open(base / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 3, "step": 90, "train_lo')
@@ -231,7 +232,7 @@ def test_10_a_torn_metrics_line_does_not_stop_a_resume(base_run):
     assert [r["epoch"] for r in epochs_of(base)] == [1, 2, 3]
 
 
-def test_11_temporary_files_of_a_killed_save_are_cleaned(base_run):
+def test_temporary_files_of_a_killed_save_are_cleaned(base_run):
     base, _ = base_run
     (base / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
     done = cli("train.py", "--resume", "auto", "--output-dir", base, "--epochs", "3")
@@ -239,7 +240,7 @@ def test_11_temporary_files_of_a_killed_save_are_cleaned(base_run):
     assert not [name for name in os.listdir(base) if name.endswith(".tmp")]
 
 
-def test_12_files_follow_the_umask(tiny_bert, synthetic_folder, tmp_path):
+def test_files_follow_the_umask(tiny_bert, synthetic_folder, tmp_path):
     folder = tmp_path / "run"
     done = cli("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "1"), umask=0o027)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -247,7 +248,7 @@ def test_12_files_follow_the_umask(tiny_bert, synthetic_folder, tmp_path):
         assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o640, name
 
 
-def test_13_empty_texts_are_kept_and_counted(tiny_bert, tmp_path):
+def test_empty_texts_are_kept_and_counted(tiny_bert, tmp_path):
     rows = synthetic_rows(60, seed=1)
     rows[1], rows[7] = ("", rows[1][1]), ("   ", [])
     write_flag_tsv(tmp_path / "d.tsv", rows)
@@ -257,7 +258,7 @@ def test_13_empty_texts_are_kept_and_counted(tiny_bert, tmp_path):
     assert sum(int(part.split()[1]) for part in counts.split(", ")) == 2, counts
 
 
-def test_8_ctrl_c_during_validation_saves_the_trained_epoch(tiny_bert, synthetic_folder, trained_run, tmp_path,
+def test_ctrl_c_during_validation_saves_the_trained_epoch(tiny_bert, synthetic_folder, trained_run, tmp_path,
                                                             capsys, monkeypatch):
     """Stopped in validation, the epoch's training is kept; the resumed run validates it again and ends where an
     uninterrupted run does."""
@@ -276,7 +277,7 @@ def test_8_ctrl_c_during_validation_saves_the_trained_epoch(tiny_bert, synthetic
     assert [r["val_loss"] for r in resumed] == [r["val_loss"] for r in whole]
 
 
-def test_2_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_start(base_run, capsys):
+def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_start(base_run, capsys):
     """SIGKILL leaves no chance to clean up: the old run sits in .replaced-run beside the new run's first files.
     The next train.py in that folder puts it back before anything else."""
     from engine.run_folder import REPLACED, RunFolder
@@ -294,7 +295,7 @@ def test_2_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next
     assert fingerprint(base) == before
 
 
-def test_2_a_kill_while_the_old_run_is_moved_aside_or_back_loses_nothing(base_run):
+def test_a_kill_while_the_old_run_is_moved_aside_or_back_loses_nothing(base_run):
     """Every point where a kill could cut the moves short: the next start finishes or undoes them."""
     from engine.run_folder import MOVED, REPLACED, RunFolder
 

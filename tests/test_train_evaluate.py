@@ -108,30 +108,30 @@ def test_attention_dropout_reaches_the_encoder_and_its_checkpoint(tiny_bert, syn
 def test_a_run_saved_with_the_older_freeze_flag_resumes_with_the_same_choice(trained_run, tmp_path,
                                                                              trained_embeddings):
     from engine.checkpoint import save_checkpoint
-    from engine.config import resolve_args
+    from engine.config import TRAIN_FIELDS, parse_flags, resolve_run
 
     state = torch.load(trained_run[0] / "last.pt", weights_only=True)
     del state["config"]["freeze_embeddings"]
     state["config"]["freeze_word_embeddings"] = not trained_embeddings
     save_checkpoint(str(tmp_path / "last.pt"), state)
-    args, _ = resolve_args(train.get_args_parser, ["--resume", str(tmp_path / "last.pt")])
-    assert args.freeze_embeddings == ("none" if trained_embeddings else "word")
+    config, _, _ = resolve_run(parse_flags(TRAIN_FIELDS, ["--resume", str(tmp_path / "last.pt")]))
+    assert config["freeze_embeddings"] == ("none" if trained_embeddings else "word")
 
 
 def test_a_run_saved_before_the_rare_label_defaults_resumes_with_its_own_choices(trained_run, tmp_path):
     """Square-root positive weights and the pooled threshold of rare labels came later: a run without those
     keys in its config continues as it began (no weights, the global threshold)."""
     from engine.checkpoint import save_checkpoint
-    from engine.config import resolve_args
+    from engine.config import TRAIN_FIELDS, parse_flags, resolve_run
 
     state = torch.load(trained_run[0] / "last.pt", weights_only=True)
     for key in ("pos_weight", "tune_fallback"):
         del state["config"][key]
     save_checkpoint(str(tmp_path / "last.pt"), state)
-    args, _ = resolve_args(train.get_args_parser, ["--resume", str(tmp_path / "last.pt")])
-    assert (args.pos_weight, args.tune_fallback) == ("none", "global")
-    fresh, _ = resolve_args(train.get_args_parser, ["--output-dir", str(tmp_path / "new")])
-    assert (fresh.pos_weight, fresh.tune_fallback) == ("sqrt", "pooled")
+    config, _, _ = resolve_run(parse_flags(TRAIN_FIELDS, ["--resume", str(tmp_path / "last.pt")]))
+    assert (config["pos_weight"], config["tune_fallback"]) == ("none", "global")
+    fresh, _, _ = resolve_run(parse_flags(TRAIN_FIELDS, ["--output-dir", str(tmp_path / "new")]))
+    assert (fresh["pos_weight"], fresh["tune_fallback"]) == ("sqrt", "pooled")
 
 
 def test_each_evaluated_source_gets_its_own_result_file(trained_run, synthetic_folder, tmp_path):
@@ -189,7 +189,7 @@ def test_help_and_a_misspelt_flag_answer_before_torch_is_imported_in_each_cli():
 
 def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_run, tmp_path):
     from engine.checkpoint import load_checkpoint, save_checkpoint
-    from engine.config import resolve_args
+    from engine.config import TRAIN_FIELDS, parse_flags, resolve_run
     from engine.run_folder import RunFolder
 
     out, _, epochs = trained_run
@@ -207,10 +207,10 @@ def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_r
     assert {"precision_at_1", "ndcg_at_3", "mean_r_precision"} <= set(loaded["metrics"])
     assert not {"P@1", "nDCG@3", "mRP"} & set(loaded["metrics"])
     assert RunFolder(str(tmp_path)).read_metrics(len(epochs)) == epochs
-    args, _ = resolve_args(train.get_args_parser, ["--resume", str(tmp_path / "last.pt"), "--select-metric", "mRP"])
-    assert args.select_metric == "mean_r_precision"  # the former name on the command line is the same metric
-    args, _ = resolve_args(train.get_args_parser, ["--select-metric", "P@5", "--output-dir", str(tmp_path / "new")])
-    assert args.select_metric == "precision_at_5"
+    config, _, _ = resolve_run(parse_flags(TRAIN_FIELDS, ["--resume", str(tmp_path / "last.pt"), "--select-metric", "mRP"]))
+    assert config["select_metric"] == "mean_r_precision"  # the former name on the command line is the same metric
+    config, _, _ = resolve_run(parse_flags(TRAIN_FIELDS, ["--select-metric", "P@5", "--output-dir", str(tmp_path / "new")]))
+    assert config["select_metric"] == "precision_at_5"
 
 
 def test_one_switch_turns_every_cpu_fast_path_off(tiny_bert, synthetic_folder, tmp_path):

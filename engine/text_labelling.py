@@ -4,17 +4,17 @@ import json
 import sys
 
 from data import DataError, Examples, read_texts
-from engine.cli import check_at_least_one, check_device
+from engine.config import PREDICT_FIELDS, check_machine, check_values
 from engine.inference import Predictor, prediction_records
 from engine.thresholds import choose_thresholds
 
 
-def input_examples(args) -> Examples:
-    if args.file and args.texts:
+def input_examples(flags: dict) -> Examples:
+    if flags["file"] and flags["texts"]:
         raise DataError("give texts as arguments or --file, not both")
-    if args.file:
-        return read_texts(args.file, args.text_column)
-    texts = args.texts or stdin_lines()
+    if flags["file"]:
+        return read_texts(flags["file"], flags["text_column"])
+    texts = flags["texts"] or stdin_lines()
     if not texts:
         raise DataError("no text to label: give texts as arguments, --file, or lines on stdin")
     return Examples.unlabelled(texts)
@@ -44,17 +44,17 @@ def format_prediction(record: dict, limit: int = 100) -> str:
     return f"{shown}\n    {labels}"
 
 
-def predict_from_flags(args) -> list[dict]:
+def label_texts(flags: dict) -> list[dict]:
     """predict.py's work: label the texts given, print one line (or JSON record) per text."""
-    check_at_least_one(args, "batch_size")
-    check_device(args.device)
-    predictor = Predictor(args.ckpt, args.device, batch_size=args.batch_size)
-    tuned = predictor.state.get("thresholds")
-    spec = args.thresholds or ("tuned" if tuned else None)
+    check_values(PREDICT_FIELDS, flags)
+    check_machine(PREDICT_FIELDS, flags)
+    predictor = Predictor(flags["ckpt"], flags["device"], batch_size=flags["batch_size"])
+    tuned = predictor.state["thresholds"]
+    spec = flags["thresholds"] or ("tuned" if tuned else None)
     thresholds = choose_thresholds(spec, tuned, predictor.config["threshold"])
-    examples = input_examples(args)
+    examples = input_examples(flags)
     probs, _, _ = predictor.probabilities(examples)
     records = list(prediction_records(examples.ids, probs, thresholds, predictor.label_names, texts=examples.texts))
     for record in records:
-        print(json.dumps(record) if args.json else format_prediction(record))
+        print(json.dumps(record) if flags["json"] else format_prediction(record))
     return records

@@ -1,0 +1,93 @@
+"""evaluate.py's work, imported once its flags have parsed: a checkpoint evaluated on a split of its training
+data or on other data with its labels, the metrics printed and written beside it."""
+import json
+import os
+import sys
+
+from data import DataError, load_examples
+from engine.checkpoint import atomic_write, write_json
+from engine.config import EVALUATE_FIELDS, check_machine, check_values
+from engine.inference import Predictor, prediction_records
+from engine.metrics import multilabel_metrics, per_label_report
+from engine.thresholds import choose_thresholds
+
+REPORT_ROWS = 40
+HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_precision", "micro_recall",
+            "roc_auc_micro", "roc_auc_macro", "subset_accuracy", "hamming_loss", "jaccard_samples", "lrap",
+            "precision_at_1", "precision_at_3", "precision_at_5", "r_precision_at_5", "ndcg_at_1", "ndcg_at_3",
+            "ndcg_at_5", "mean_r_precision")
+
+
+def load_eval_examples(flags, cfg, label_names):
+    """The examples to evaluate: `--data` (a file is evaluated whole) or the training data's `--split`, carved
+    as in training."""
+    data = flags["data"] or cfg["data"]
+    single_file = flags["data"] is not None and os.path.isfile(flags["data"])
+    splits, _ = load_examples(
+        data, cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
+        label_names=label_names, val_fraction=0.0 if single_file else cfg["val_fraction"],
+        split_seed=cfg["split_seed"], log=lambda *a: print(*a, file=sys.stderr))
+    split = "train" if single_file else flags["split"]
+    if split not in splits:
+        raise DataError(f"--split {flags['split']}: {data} has no such split (it has: {', '.join(splits)})")
+    examples = splits[split]
+    limit = flags["max_eval_samples"] if flags["max_eval_samples"] is not None else cfg["max_eval_samples"]
+    if limit is not None and split != "train" and limit < len(examples):
+        examples = examples.select(range(limit))
+    return examples, (flags["data"] if single_file else f"{data} [{split}]")
+
+
+def format_report(metrics: dict, per_label: list[dict], source: str, n: int, rows: int = REPORT_ROWS) -> str:
+    """The headline metrics and the per-label table, most frequent labels first; past `rows` labels the table
+    stops there (the JSON written beside it holds every label)."""
+    lines = [f"{source}: {n} examples, {len(per_label)} labels"]
+    lines += [f"  {key:16s} {metrics[key]:.4f}" for key in HEADLINE if key in metrics]
+    absent = [row["label"] for row in per_label if row["support"] == 0]
+    if absent:
+        shown = ", ".join(absent[:10]) + (f", ... ({len(absent)} in all)" if len(absent) > 10 else "")
+        lines.append(f"  labels without positives here: {shown}")
+    table = per_label if len(per_label) <= rows else per_label[:rows]
+    width = max(len(row["label"]) for row in table)
+    lines.append(f"\n  {'label':{width}s} {'support':>7s} {'prec':>6s} {'recall':>6s} {'f1':>6s} {'thresh':>6s}")
+    lines += [f"  {r['label']:{width}s} {r['support']:7d} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} "
+              f"{r['threshold']:6.3f}" for r in table]
+    if len(table) < len(per_label):
+        lines.append(f"  ... {len(per_label) - len(table)} less frequent labels: every label is in the JSON file")
+    return "\n".join(lines)
+
+
+def default_output(flags) -> str:
+    """eval-<checkpoint>-<split>.json beside the checkpoint, or eval-<checkpoint>-<data file>.json: one file per
+    source, so evaluating other data never overwrites an earlier result."""
+    stem = os.path.splitext(os.path.basename(flags["ckpt"]))[0]
+    source = flags["split"]
+    if flags["data"]:
+        source = os.path.splitext(os.path.basename(os.path.normpath(flags["data"])))[0]
+        if not os.path.isfile(flags["data"]):
+            source += f"-{flags['split']}"
+    return os.path.join(os.path.dirname(os.path.abspath(flags["ckpt"])), f"eval-{stem}-{source}.json")
+
+
+def evaluate_checkpoint(flags: dict) -> dict:
+    """evaluate.py's work: the checkpoint's model on the chosen data, the metrics printed and written."""
+    check_values(EVALUATE_FIELDS, flags)
+    check_machine(EVALUATE_FIELDS, flags)
+    predictor = Predictor(flags["ckpt"], flags["device"], flags["amp"], flags["batch_size"])
+    cfg, label_names = predictor.config, predictor.label_names
+    threshold = choose_thresholds(flags["thresholds"], predictor.state["thresholds"], cfg["threshold"])
+    examples, source = load_eval_examples(flags, cfg, label_names)
+    probs, targets, loss = predictor.probabilities(examples, cfg["cache_dir"] or None)
+    metrics = {"loss": loss, **multilabel_metrics(probs, targets, threshold)}
+    per_label = per_label_report(probs, targets, threshold, label_names)
+    print(format_report(metrics, per_label, source, len(examples)))
+    output = flags["output"] or default_output(flags)
+    result = {"checkpoint": flags["ckpt"], "data": source, "examples": len(examples), "thresholds": threshold,
+              "metrics": metrics, "per_label": per_label}
+    write_json(output, result)
+    print(f"metrics written to {output}")
+    if flags["save_predictions"]:
+        records = prediction_records(examples.ids, probs, threshold, label_names, gold=examples.labels)
+        atomic_write(flags["save_predictions"],
+                     lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in records))
+        print(f"predictions written to {flags['save_predictions']}")
+    return result
