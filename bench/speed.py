@@ -5,6 +5,7 @@ longer document; `--variants abcd`), on the same data, model, batch size and max
     python bench/speed.py                           # SemEval tweets, MiniLM, batch 16, max length 300
     python bench/speed.py --rounds 1 --steps 60     # quicker (and noisier)
     python bench/speed.py --isa avx2                # as on a CPU without AVX-512 (and without fast bf16)
+    python bench/speed.py --data ../shared/data/eurlex57k --label-column domains --variants abcd   # EU laws
 
 Each measurement runs in a fresh process (so peak memory is its own), in alternation a, b, c, b, c, b, c
 ((a) is 20x slower and one round of it is enough); the best round of each counts, as noise only slows a run
@@ -82,7 +83,8 @@ def work(encoder, lengths, prefix, samples=None) -> dict:
 def load_data(args):
     from data import load_examples
 
-    splits, names = load_examples(args.data, val_fraction=0.1, split_seed=0, log=lambda *a: None)
+    splits, names = load_examples(args.data, label_column=args.label_column, val_fraction=0.1, split_seed=0,
+                                  log=lambda *a: None)
     return splits["train"], splits["validation"].select(range(min(args.eval_examples, len(splits["validation"])))), names
 
 
@@ -182,7 +184,8 @@ def run_ours(args, chunk: bool = False) -> dict:
     cfg = make_config(**{**parse_flags(TRAIN_FIELDS, args.ours_flags), "model": args.model, "data": args.data,
                          "max_length": args.max_length, "batch_size": args.batch_size,
                          "eval_batch_size": args.eval_batch_size, "max_eval_samples": args.eval_examples,
-                         "long_doc": "chunk" if chunk else "truncate", "cache_dir": ""})
+                         "label_column": args.label_column, "long_doc": "chunk" if chunk else "truncate",
+                         "cache_dir": ""})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolve_kernels(cfg, device)
     data = build_data(cfg, None, device, log=quiet)
@@ -279,6 +282,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "semeval2018_ec"))
     p.add_argument("--model", default="minilm")
+    p.add_argument("--label-column", default=None, help="the label list to read (EURLEX57K: domains, ...)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=300)
