@@ -7,7 +7,7 @@ import pytest
 
 import evaluate
 import predict
-from engine.metrics import multilabel_metrics, per_label_report
+from engine.metrics import f1_scores, multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds, tune_thresholds
 
 PROBS = np.array([[0.9, 0.2, 0.6, 0.1], [0.1, 0.8, 0.3, 0.2], [0.4, 0.7, 0.55, 0.3]])
@@ -130,21 +130,20 @@ def test_predictions_round_trip_between_evaluate_and_predict(trained_run, synthe
 
 
 def test_thousands_of_labels_give_a_bounded_report_and_thresholds_in_one_pass():
-    """At EURLEX57K's descriptor scale the console report stays a screen, metrics.jsonl a line, and tuning fast."""
+    """With labels by the thousand the console report stays a screen, metrics.jsonl a line, and tuning fast."""
     import time
 
     from engine.checkpoint_eval import REPORT_ROWS, format_report
 
     rng = np.random.default_rng(0)
-    n, labels = 600, 3000
+    n, labels = 400, 1200
     gold = (rng.random((n, labels)) < rng.random(labels) * 0.01).astype(np.float32)
     probs = np.clip(gold * 0.5 + rng.random((n, labels)) * 0.5, 0, 1).astype(np.float32)
     names = [f"descriptor {j}" for j in range(labels)]
     start = time.perf_counter()
     tuned = tune_thresholds(probs, gold)
     assert time.perf_counter() - start < 60  # the former per-label loop was quadratic in the labels
-    assert multilabel_metrics(probs, gold, tuned["per_label"])["micro_f1"] >= multilabel_metrics(
-        probs, gold, tuned["global"])["micro_f1"]
+    assert f1_scores(probs, gold, tuned["per_label"])["micro_f1"] >= f1_scores(probs, gold, tuned["global"])["micro_f1"]
     metrics = multilabel_metrics(probs, gold, 0.5)
     absent = int((gold.sum(0) == 0).sum())
     assert metrics["labels_without_positives"] == absent > 10
