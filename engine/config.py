@@ -351,9 +351,9 @@ def resolve_run(given: dict) -> tuple[dict, dict | None, dict]:
     from engine.checkpoint import load_checkpoint
 
     given = normalized(given)
-    check_values(TRAIN_FIELDS, with_defaults(TRAIN_FIELDS, given))
-    resume, changes = None, {}
     config = with_defaults(TRAIN_FIELDS, given)
+    check_values(TRAIN_FIELDS, config)
+    resume, changes = None, {}
     if config["resume"]:
         path = resume_path(config)
         resume = load_checkpoint(path, log=print)
