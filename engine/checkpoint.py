@@ -120,8 +120,9 @@ def checkpoint_problem(state: dict) -> str | None:
     """What beyond its config makes a loaded checkpoint unusable (a program other than this one wrote or edited
     it), or None."""
     names = state.get("label_names")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        return "label_names is not a list of label names"
+    problem = labels_problem(names, state.get("thresholds"))
+    if problem:
+        return problem
     if not isinstance(state["model"], dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
         return "its model weights are not a dict of tensors"
     encoder = state.get("encoder_config")
@@ -133,7 +134,13 @@ def checkpoint_problem(state: dict) -> str | None:
     prior = state.get("label_prior")
     if state["config"]["loss"] == "db" and not (isinstance(prior, torch.Tensor) and prior.shape == (len(names),)):
         return "its loss is db but its label_prior is missing or does not match its labels"
-    thresholds = state.get("thresholds")
+    return None
+
+
+def labels_problem(names, thresholds) -> str | None:
+    """What is wrong with a checkpoint's (or an export's) label names and tuned thresholds, or None."""
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return "label_names is not a list of label names"
     if thresholds is not None and not (isinstance(thresholds, dict) and isinstance(thresholds.get("global"), NUMBER)
                                        and isinstance(thresholds.get("per_label"), list)
                                        and len(thresholds["per_label"]) == len(names)):

@@ -181,13 +181,22 @@ EVALUATE_FIELDS = (
 )
 PREDICT_FIELDS = (
     Field("texts", None, "texts to label; none: --file, or one text per line on stdin", kind=list, positional=True),
-    Field("ckpt", None, "a best.pt or last.pt", required=True),
+    Field("ckpt", None, "a best.pt or last.pt, or a folder export.py wrote", required=True),
     Field("file", None, "a .txt (one text per line), csv, tsv, jsonl or parquet file"),
     Field("text_column", None, "for csv, tsv, jsonl, parquet (default: as in training)"),
     Field("thresholds", None, "tuned (per label; the default where the checkpoint has them), global, or a number"),
     Field("json", False, "one JSON line per text", kind=bool),
     Field("batch_size", None, "default: the training run's eval batch size", kind=int, check="at_least_1"),
     Field("device", "cpu", "cpu, cuda, cuda:1 ...", machine="device"),
+)
+
+EXPORT_FIELDS = (
+    Field("ckpt", None, "a best.pt or last.pt", required=True),
+    Field("out", None, "the folder to write; it must not exist, unless --overwrite", required=True,
+          machine="folder"),
+    Field("format", "hf", "hf: a Hugging Face model folder (safetensors); onnx: model.onnx (needs the [export] "
+          "extra)", choices=("hf", "onnx")),
+    Field("overwrite", False, "replace --out if it holds an earlier export", kind=bool),
 )
 
 

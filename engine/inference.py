@@ -1,11 +1,14 @@
 """What evaluate.py and predict.py share: a model from a checkpoint alone, and predictions as records."""
+import os
+
 import numpy as np
 import torch
 
 from data import Examples, LongDoc, build_loader, tokenize
 from data.errors import InputError
 from engine.amp import inference_dtype, resolve_amp
-from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.checkpoint import CheckpointError, labels_problem, load_checkpoint
+from engine.config import ConfigError, config_problem, upgrade
 from engine.loop import collect_probabilities
 from engine.losses import build_loss
 from engine.metrics import binarize
@@ -13,12 +16,16 @@ from model import build_from_checkpoint, cpu_fast
 
 
 class Predictor:
-    """A checkpoint's model and tokenizer, ready to turn examples into label probabilities."""
+    """A checkpoint's model and tokenizer, ready to turn examples into label probabilities; or, for a folder
+    export.py wrote, the exported model (fp32, no loss: `probabilities` gives a loss of 0)."""
 
     def __init__(self, ckpt: str, device: str = "cpu", amp: str | None = None, batch_size: int | None = None):
+        self.device = torch.device(device)
+        if os.path.isdir(ckpt):
+            self.load_export(ckpt, batch_size)
+            return
         self.state = load_checkpoint(ckpt)
         self.config, self.label_names = self.state["config"], self.state["label_names"]
-        self.device = torch.device(device)
         if cpu_fast.enabled(self.config):
             cpu_fast.keep_freed_memory(self.device)
         self.amp_dtype = (resolve_amp(amp, self.device, cpu_fast.enabled(self.config)) if amp
@@ -35,6 +42,22 @@ class Predictor:
         pos_weight, prior = self.state.get("pos_weight"), self.state.get("label_prior")
         self.loss_fn = build_loss(self.config, *(t.to(self.device) if t is not None else None
                                                  for t in (pos_weight, prior)))
+
+    def load_export(self, folder: str, batch_size: int | None) -> None:
+        from model.exported import ExportError, load_exported
+
+        self.model, self.tokenizer, meta = load_exported(folder, str(self.device))
+        try:
+            config, _ = upgrade(meta["config"])
+        except ConfigError as e:
+            raise ExportError(f"{folder}: its run config is not usable: {e}") from None
+        self.state = {"config": config, "label_names": meta["label_names"], "thresholds": meta["thresholds"]}
+        problem = config_problem(config) or labels_problem(meta["label_names"], meta["thresholds"])
+        if problem:
+            raise ExportError(f"{folder}: not a usable export: {problem}")
+        self.config, self.label_names = config, meta["label_names"]
+        self.amp_dtype, self.loss_fn = None, None
+        self.batch_size = batch_size or config["eval_batch_size"]
 
     def probabilities(self, examples: Examples, cache_dir=None) -> tuple[np.ndarray, np.ndarray, float]:
         """(probabilities, multi-hot gold labels, mean loss) in the order of `examples`."""

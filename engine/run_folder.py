@@ -47,6 +47,7 @@ class RunFolder:
         self.path = os.path.abspath(path)
         self._lock_fd = None
         self._created = False
+        self._found: set[str] = set()
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -84,6 +85,15 @@ class RunFolder:
         self._lock_fd = fd
         self._recover()
         self._refuse_foreign_config()
+        self._found = self._names()
+
+    def _names(self) -> set[str]:
+        """The folder's entries, and those of its hparams/ (a run adds one there): what is not in `_found` when
+        the run ends, this run wrote."""
+        names = set(os.listdir(self.path))
+        if os.path.isdir(self.file("hparams")):
+            names |= {os.path.join("hparams", name) for name in os.listdir(self.file("hparams"))}
+        return names
 
     def _refuse_foreign_config(self) -> None:
         """A run writes (and on --overwrite removes) config.json: a folder whose config.json is another
@@ -128,21 +138,17 @@ class RunFolder:
 
     def replace_run(self) -> None:
         """--overwrite: the old run's files move aside (not deleted) until `commit` (the new run has saved a
-        checkpoint) or `restore_replaced` (it failed before that). What a run that never saved left
-        (config.json, events) is simply removed."""
-        keep = self.holds_run()
+        checkpoint) or `restore_replaced` (it failed before that). A folder without a run loses nothing: the new
+        run writes its config.json over a dead run's, and events and evaluations of others stay."""
+        if not self.holds_run():
+            return
         aside = self.file(REPLACED)
-        if keep:
-            os.makedirs(aside)
+        os.makedirs(aside)
         for name in sorted(os.listdir(self.path)):
             if is_run_file(name):
-                if keep:
-                    os.replace(self.file(name), os.path.join(aside, name))
-                else:
-                    _remove(self.file(name))
-        if keep:
-            open(os.path.join(aside, MOVED), "wb").close()
-            fsync_folder(aside)
+                os.replace(self.file(name), os.path.join(aside, name))
+        open(os.path.join(aside, MOVED), "wb").close()
+        fsync_folder(aside)
         fsync_folder(self.path)
 
     def commit(self) -> None:
@@ -179,12 +185,12 @@ class RunFolder:
             self.discard_unsaved()
 
     def discard_unsaved(self) -> None:
-        """A run that ends before its first checkpoint leaves no config.json or events that would make the
-        folder look used: the same command can simply be run again."""
+        """A run that ends before its first checkpoint removes the config.json and events it wrote (and nothing
+        it found there): the same command can simply be run again."""
         if self.holds_run():
             return
-        for name in os.listdir(self.path):
-            if is_run_file(name):
+        for name in sorted(self._names() - self._found, reverse=True):
+            if is_run_file(name.split(os.sep)[0]) and os.path.lexists(self.file(name)):
                 _remove(self.file(name))
 
     def read_metrics(self, up_to_epoch: int) -> list[dict]:

@@ -15,6 +15,7 @@ SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")
 LABELS = ["apple", "banana", "cherry", "date", "elder"]
 FILLER = [f"filler{i}" for i in range(40)]
 KEYWORDS = {label: [f"{label}word{j}" for j in range(3)] for label in LABELS}
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 
 
 def synthetic_rows(n: int, seed: int) -> list[tuple[str, list[str]]]:
@@ -50,6 +51,20 @@ def tiny_bert(tmp_path_factory) -> str:
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
     BertModel(config).save_pretrained(str(folder))
+    return str(folder)
+
+
+def tiny_encoder(folder, model_type: str, fields: dict) -> str:
+    """A random encoder of this family with a word-level BERT tokenizer of the synthetic task's words."""
+    from transformers import AutoConfig, AutoModel, BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + FILLER + [w for ws in KEYWORDS.values() for w in ws]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizer(str(folder / "vocab.txt"), model_max_length=64).save_pretrained(str(folder))
+    config = AutoConfig.for_model(model_type, vocab_size=len(vocab), max_position_embeddings=72, pad_token_id=0,
+                                  **fields)
+    AutoModel.from_config(config).save_pretrained(str(folder))
     return str(folder)
 
 

@@ -5,9 +5,8 @@ import torch
 
 import evaluate
 import train
-from conftest import FILLER, KEYWORDS, epochs_of
+from conftest import SMALL, epochs_of, tiny_encoder
 
-SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 FAMILIES = {  # model_type: (config fields, the attention a CPU run gets with --attention auto)
     "bert": (SMALL, "plain_or_sdpa"),
     "roberta": (SMALL, "plain_or_sdpa"),
@@ -18,20 +17,6 @@ FAMILIES = {  # model_type: (config fields, the attention a CPU run gets with --
     "mpnet": (SMALL, "plain_or_sdpa"),  # eager in transformers 5; ours runs it (model/mpnet_attention.py)
     "deberta-v2": (SMALL, "eager"),
 }
-
-
-def tiny_encoder(folder, model_type: str, fields: dict) -> str:
-    """A random encoder of this family with a word-level BERT tokenizer of the synthetic task's words."""
-    from transformers import AutoConfig, AutoModel, BertTokenizer
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + FILLER + [w for ws in KEYWORDS.values() for w in ws]
-    folder.mkdir()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizer(str(folder / "vocab.txt"), model_max_length=64).save_pretrained(str(folder))
-    config = AutoConfig.for_model(model_type, vocab_size=len(vocab), max_position_embeddings=72, pad_token_id=0,
-                                  **fields)
-    AutoModel.from_config(config).save_pretrained(str(folder))
-    return str(folder)
 
 
 @pytest.mark.parametrize("model_type", FAMILIES)

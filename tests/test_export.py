@@ -1,0 +1,139 @@
+"""export.py writes a checkpoint's model as a Hugging Face folder or ONNX that give the checkpoint's probabilities:
+through transformers' pipeline, through onnxruntime, and through predict.py, long documents included."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+import export
+import predict
+import train
+from conftest import SMALL, fingerprint, synthetic_rows, tiny_encoder
+
+TEXTS = [text for text, _ in synthetic_rows(12, seed=7)]
+LONG_TEXTS = [" ".join(text for text, _ in synthetic_rows(4, seed=s)) for s in range(8, 12)]
+
+
+def tiny_run(tmp_path, synthetic_folder, model_type: str, *flags) -> str:
+    """best.pt of one quick fp32 epoch of a random encoder of this family."""
+    model = tiny_encoder(tmp_path / model_type, model_type, SMALL)
+    out = tmp_path / "run"
+    train.main(["--model", model, "--data", synthetic_folder, "--output-dir", str(out), "--epochs", "1",
+                "--max-train-samples", "96", "--max-eval-samples", "48", "--max-length", "32", "--cache-dir", "",
+                "--amp", "off", *flags])
+    return str(out / "best.pt")
+
+
+def probabilities(records) -> np.ndarray:
+    names = list(records[0]["probabilities"])
+    return np.array([[record["probabilities"][name] for name in names] for record in records])
+
+
+def predicted(model: str, texts, capsys) -> list[dict]:
+    records = predict.main(["--ckpt", model, "--json", *texts])
+    capsys.readouterr()
+    return records
+
+
+@pytest.mark.parametrize("model_type,pooling,native", [("bert", "cls", True), ("roberta", "cls", True),
+                                                       ("mpnet", "cls", True), ("bert", "mean", False),
+                                                       ("mpnet", "mean", False)])
+def test_the_pipeline_on_a_hf_folder_gives_predicts_probabilities(model_type, pooling, native, synthetic_folder,
+                                                                  tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    ckpt = tiny_run(tmp_path, synthetic_folder, model_type, "--pooling", pooling)
+    folder = str(tmp_path / "hf")
+    result = export.main(["--ckpt", ckpt, "--out", folder])
+    assert result["remote_code"] is not native and result["max_abs_difference"] <= 1e-4
+    config = json.load(open(os.path.join(folder, "config.json")))
+    assert config["problem_type"] == "multi_label_classification"
+    assert config["id2label"] == {str(i): name for i, name in enumerate(["apple", "banana", "cherry", "date", "elder"])}
+    assert len(config["multi_label"]["thresholds"]["per_label"]) == 5
+    assert os.path.isfile(os.path.join(folder, "model.safetensors"))
+    if native:  # the family's own class, no code from the folder
+        assert type(AutoModelForSequenceClassification.from_pretrained(folder)).__name__.endswith(
+            "ForSequenceClassification")
+    else:
+        with pytest.raises(ValueError, match="trust_remote_code"):
+            AutoModelForSequenceClassification.from_pretrained(folder)
+    served = pipeline("text-classification", model=folder, top_k=None, trust_remote_code=not native)(TEXTS)
+    ours = predicted(ckpt, TEXTS, capsys)
+    names = list(ours[0]["probabilities"])
+    theirs = np.array([[{d["label"]: d["score"] for d in row}[name] for name in names] for row in served])
+    assert np.abs(theirs - probabilities(ours)).max() <= 1e-4
+    if model_type == "mpnet" and importlib.util.find_spec("onnxruntime"):  # its relative-position bias, in ONNX
+        export.main(["--ckpt", ckpt, "--out", str(tmp_path / "onnx"), "--format", "onnx"])
+        onnx = predicted(str(tmp_path / "onnx"), TEXTS, capsys)
+        assert np.abs(probabilities(onnx) - probabilities(ours)).max() <= 1e-4
+
+
+def test_checkpoint_hf_folder_and_onnx_label_long_documents_alike(synthetic_folder, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="ONNX needs the [export] extra (onnxruntime)")
+    ckpt = tiny_run(tmp_path, synthetic_folder, "bert", "--long-doc", "chunk", "--max-length", "16",
+                    "--chunk-pool", "mean")
+    export.main(["--ckpt", ckpt, "--out", str(tmp_path / "hf")])
+    onnx = export.main(["--ckpt", ckpt, "--out", str(tmp_path / "onnx"), "--format", "onnx"])
+    assert onnx["max_abs_difference"] <= 1e-4
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "logits"]
+    stored = json.loads(session.get_modelmeta().custom_metadata_map["multi_label"])
+    assert stored["label_names"] == ["apple", "banana", "cherry", "date", "elder"] and stored["thresholds"]
+    texts = TEXTS[:4] + LONG_TEXTS  # the long ones take several 16-token windows
+    routes = [predicted(model, texts, capsys) for model in (ckpt, str(tmp_path / "hf"), str(tmp_path / "onnx"))]
+    for records in routes[1:]:
+        assert [r["predicted"] for r in records] == [r["predicted"] for r in routes[0]]
+        assert np.abs(probabilities(records) - probabilities(routes[0])).max() <= 1e-4
+    for spec in ("global", "0.4"):
+        labels = [[r["predicted"] for r in predict.main(["--ckpt", m, "--json", "--thresholds", spec, *texts])]
+                  for m in (ckpt, str(tmp_path / "onnx"))]
+        assert labels[0] == labels[1]
+
+
+def run_export(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as stop:
+        export.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_bad_exports_get_one_line_and_leave_what_was_there(trained_run, tmp_path, capsys):
+    out, _, _ = trained_run
+    ckpt = str(out / "best.pt")
+    assert "--format pt: choose one of hf, onnx" in run_export(["--ckpt", ckpt, "--out", str(tmp_path / "x"), "--format", "pt"], capsys)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    before = fingerprint(taken)
+    assert "exists; give --overwrite" in run_export(["--ckpt", ckpt, "--out", str(taken)], capsys)
+    assert "did not write" in run_export(["--ckpt", ckpt, "--out", str(taken), "--overwrite"], capsys)
+    assert fingerprint(taken) == before
+    foreign = tmp_path / "foreign.pt"
+    import torch
+
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    assert "not a checkpoint of this project" in run_export(["--ckpt", str(foreign), "--out", str(tmp_path / "y")],
+                                                            capsys)
+    assert not (tmp_path / "y").exists()
+    with pytest.raises(SystemExit):
+        predict.main(["--ckpt", str(taken), "some text"])
+    assert "not a folder export.py wrote" in capsys.readouterr().err
+
+
+def test_overwrite_replaces_an_earlier_export_whole(trained_run, tmp_path, capsys):
+    out, _, _ = trained_run
+    folder = tmp_path / "hf"
+    export.main(["--ckpt", str(out / "best.pt"), "--out", str(folder)])
+    (folder / "stale.txt").write_text("from before")
+    export.main(["--ckpt", str(out / "best.pt"), "--out", str(folder), "--overwrite"])
+    assert not (folder / "stale.txt").exists() and (folder / "model.safetensors").is_file()
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []
+    assert predicted(str(folder), TEXTS[:2], capsys)[0]["predicted"] == predicted(str(out / "best.pt"), TEXTS[:2],
+                                                                                  capsys)[0]["predicted"]
