@@ -204,8 +204,9 @@ def run_ours(args, chunk: bool = False) -> dict:
 
     batches = counted(iter(loader))  # consecutive FirstBatches continue where the last one stopped
 
-    def run_steps(n):
+    def run_steps(n):  # each a part of its own: its counts are its own
         chunk = FirstBatches(batches, n)
+        state.progress.update(batches_done=0, examples_done=0, tokens_done=0)
         return train_one_epoch(state, chunk, loss_fn, clip_grad=cfg["clip_grad"], log_every=10 ** 9)
 
     run_steps(args.warmup_steps)

@@ -62,6 +62,16 @@ def log_unseen_labels(splits: dict[str, Examples], label_names: list[str], log) 
             log(f"{len(unseen)} of the labels in {split} never occur in the training examples: {names}")
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """In each DataLoader worker: SIGINT and SIGTERM are the main process's to act on. A scheduler or a service
+    manager signals the whole process group; a worker that died of it would end the run in a traceback before
+    the main process could save, and the main process ends its workers itself when it stops."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_loader(examples: TokenizedExamples, batch_size, pad_token_id, shuffle, seed=0, device="cpu",
                  workers=0, rank=0, world_size=1) -> DataLoader:
     cuda = str(device).startswith("cuda")
@@ -70,4 +80,5 @@ def build_loader(examples: TokenizedExamples, batch_size, pad_token_id, shuffle,
     # a resumed run must find the global RNG (dropout) exactly where the interrupted run left it.
     return DataLoader(examples, batch_sampler=sampler, num_workers=workers, pin_memory=cuda,
                       collate_fn=Collator(examples, pad_token_id, pad_to_multiple_of=8 if cuda else 1),
-                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
+                      worker_init_fn=ignore_stop_signals if workers > 0 else None)

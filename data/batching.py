@@ -1,6 +1,7 @@
 """Token ids in flat arrays, batches of similar length, and padding to the longest example of a batch; a text
 longer than the window is truncated, cut to its head and tail, or split into overlapping windows."""
 import hashlib
+import json
 import os
 from typing import NamedTuple
 
@@ -60,33 +61,73 @@ def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int, ca
     if cache_dir:
         setting = "" if long_doc.mode == "truncate" else f"|{long_doc}"
         key = hashlib.sha256(f"{_tokenizer_fingerprint(tokenizer)}|{max_length}{setting}".encode())
-        for text in examples.texts:
-            key.update(text.encode())
-            key.update(b"\0")
+        for text in examples.texts:  # each text with its length first: no two lists of texts give one stream
+            encoded = text.encode()
+            key.update(len(encoded).to_bytes(8, "little"))
+            key.update(encoded)
         cache_file = os.path.join(cache_dir, f"tokens-{key.hexdigest()[:24]}.npz")
-        if os.path.exists(cache_file):
-            with np.load(cache_file) as cached:
-                return TokenizedExamples(cached["token_ids"], cached["offsets"], examples.labels, num_labels,
-                                         cached["doc_offsets"] if "doc_offsets" in cached else None)
+        cached = _read_cache(cache_file, len(examples))
+        if cached is not None:
+            return TokenizedExamples(*cached[:2], examples.labels, num_labels, cached[2])
     doc_offsets = None
     if long_doc.mode == "truncate":
         token_ids, offsets = _tokenize_in_batches(examples.texts, tokenizer, max_length)
     else:
         token_ids, offsets, doc_offsets = _windows(examples.texts, tokenizer, max_length, long_doc)
     if cache_file:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{cache_file}.{os.getpid()}.tmp.npz"
         arrays = {"token_ids": token_ids, "offsets": offsets}
         if doc_offsets is not None:
             arrays["doc_offsets"] = doc_offsets
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache_file)
+        _write_cache(cache_file, arrays)
     return TokenizedExamples(token_ids, offsets, examples.labels, num_labels, doc_offsets)
 
 
+def _read_cache(path: str, n_docs: int):
+    """(token_ids, offsets, doc_offsets or None) of a cache file, or None where there is none or it is torn,
+    empty or not ours (a crash, a full disk, another program): it is then tokenized again and rewritten."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path) as cached:
+            token_ids, offsets = cached["token_ids"], cached["offsets"]
+            doc_offsets = cached["doc_offsets"] if "doc_offsets" in cached else None
+    except Exception:  # numpy raises OSError, ValueError, EOFError, KeyError or zipfile's errors on a bad file
+        return None
+    rows = n_docs if doc_offsets is None else int(doc_offsets[-1]) if len(doc_offsets) == n_docs + 1 else -1
+    if offsets.ndim != 1 or len(offsets) != rows + 1 or offsets[-1] != len(token_ids) or offsets[0] != 0:
+        return None
+    return token_ids, offsets, doc_offsets
+
+
+def _write_cache(path: str, arrays: dict) -> None:
+    """The cache is an optimization: a folder that cannot be made or written, or fills up, costs a note on
+    stderr and the next run's tokenizing, never the run (nor a temporary file left behind)."""
+    import sys
+
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        print(f"note: --cache-dir {os.path.dirname(path)}: the token cache cannot be written "
+              f"({e.strerror or e}); going on without it", file=sys.stderr)
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
 def _tokenizer_fingerprint(tokenizer) -> str:
+    """All that decides the token ids: a fast tokenizer's whole definition (normalizer, pre-tokenizer, vocabulary,
+    added tokens, post-processor), or a slow one's vocabulary (added tokens included) and settings."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    content = backend.model.__getstate__() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:  # without the truncation and padding a call leaves set: they are per call
+        definition = json.loads(backend.to_str())
+        content = json.dumps({k: v for k, v in definition.items() if k not in ("truncation", "padding")},
+                             sort_keys=True)
+    else:
+        content = repr(sorted(tokenizer.get_vocab().items())) + repr(sorted(map(repr, tokenizer.init_kwargs.items())))
     return hashlib.sha256(f"{type(tokenizer).__name__}|{content}".encode()).hexdigest()
 
 

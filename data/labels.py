@@ -4,8 +4,10 @@ Labels come in one of two forms, the same in every split: one list column (label
 that a `ClassLabel` feature names) or one 0/1 column per label.
 """
 import difflib
+import hashlib
 import json
 import math
+import unicodedata
 from dataclasses import dataclass
 
 from data.errors import DataError
@@ -44,6 +46,16 @@ class Examples:
     def select(self, indices) -> "Examples":
         return Examples([self.ids[i] for i in indices], [self.texts[i] for i in indices],
                         [self.labels[i] for i in indices])
+
+    def fingerprint(self) -> str:
+        """A hash of the texts and their labels, in order: a checkpoint keeps it, so that a resume or an evaluation
+        of "the validation split" can tell when the data read now is not what the run read."""
+        digest = hashlib.sha256()
+        for text, labels in zip(self.texts, self.labels):
+            encoded = text.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "little") + encoded)
+            digest.update(repr(sorted(labels)).encode())
+        return digest.hexdigest()[:32]
 
 
 def encode_tables(tables: dict[str, Table], text_column=None, label_column=None, label_names=None,
@@ -204,7 +216,8 @@ def _label_names_per_row(table: Table, form, separator) -> list[list[str]]:
     _, _, labels = form
     if isinstance(labels, list):
         flags = [[_flag(table, row, c, table.columns[c][row]) for c in labels] for row in range(len(table))]
-        return [[name for name, on in zip(labels, row) if on] for row in flags]
+        names = _flag_label_names(table, labels)
+        return [[name for name, on in zip(names, row) if on] for row in flags]
     lists = [_parse_list(table, row, labels, v, separator) for row, v in enumerate(table.columns[labels])]
     first_kind = next((type(item) for items in lists for item in items), None)
     for row, items in enumerate(lists):
@@ -213,7 +226,11 @@ def _label_names_per_row(table: Table, form, separator) -> list[list[str]]:
                             f"{labels!r}: integer ids and names")
     class_names = _class_names(table, labels)
     if class_names is None:
-        return [[str(item) for item in items] for items in lists]
+        named = [[label_name(item) for item in items] for items in lists]
+        blank = next((row for row, names in enumerate(named) if "" in names), None)
+        if blank is not None:
+            raise DataError(f"{table.source}: row {table.row_number(blank)}: column {labels!r} holds a blank label")
+        return named
     named = []
     for row, items in enumerate(lists):
         for item in items:
@@ -222,6 +239,23 @@ def _label_names_per_row(table: Table, form, separator) -> list[list[str]]:
                                 f"(the column names {len(class_names)} labels)")
         named.append([class_names[item] for item in items])
     return named
+
+
+def label_name(value) -> str:
+    """A label as a name: NFC-normalized, without surrounding spaces, so that "Café", "Cafe\u0301" and "Café "
+    (one label written three ways, as real files do) are one label."""
+    return unicodedata.normalize("NFC", str(value)).strip()
+
+
+def _flag_label_names(table: Table, columns: list[str]) -> list[str]:
+    names = [label_name(c) for c in columns]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise DataError(f"{table.source}: the label columns {columns[names.index(name)]!r} and {columns[i]!r} "
+                            "name one label (they differ only in spaces or Unicode form); merge or rename them")
+        if not name:
+            raise DataError(f"{table.source}: a label column without a name ({columns[i]!r})")
+    return names
 
 
 def _class_names(table: Table, column: str) -> list[str] | None:
@@ -237,20 +271,24 @@ def _label_set(tables, forms, names_per_split) -> list[str]:
     split, table = next(iter(tables.items()))
     labels = forms[split][2]
     if isinstance(labels, list):
-        return list(labels)
+        return _flag_label_names(table, labels)
     if labels in table.class_names:
         return _class_names(table, labels)
     seen = {name for rows in names_per_split.values() for names in rows for name in names}
     if not seen:
         raise DataError(f"{table.source}: no example has any label")
-    return sorted(seen, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))
+    return sorted(seen, key=lambda n: (0, int(n), "") if n.isascii() and n.isdigit() else (1, 0, n))
 
 
-def read_texts(path: str, text_column: str | None = None) -> Examples:
-    """Unlabelled examples to predict: a .txt file (one text per line) or a csv, tsv, jsonl or parquet file."""
+def read_texts(path: str, text_column: str | None = None, trained_column: str | None = None) -> Examples:
+    """Unlabelled examples to predict: a .txt file (one text per line) or a csv, tsv, jsonl or parquet file; its
+    text column is `text_column`, else the training run's (`trained_column`) where the file has it, else found
+    as in training."""
     from data.reading import read_file
 
     table = read_file(path, allow_txt=True)
+    if text_column is None and trained_column in table.columns:
+        text_column = trained_column
     texts = _texts(table, _text_column(table, text_column))
     id_column = _find_column(table, ID_COLUMNS)
     return Examples.unlabelled(texts, [str(v) for v in table.columns[id_column]] if id_column else None)

@@ -160,16 +160,26 @@ def _table_from_dataset(source, dataset) -> Table:
 
 
 def _read_folder(folder) -> dict[str, Table]:
-    """Files whose name starts with a split name (`train.tsv`, `train-00000-of-00001.parquet`) form splits."""
+    """Files whose name starts with a split name (`train.tsv`, `train-00000-of-00001.parquet`) form splits,
+    in the folder and below it; hidden folders and files (Jupyter's `.ipynb_checkpoints/train-checkpoint.tsv`)
+    are not data. A split of several files must be shards (`train-...`) of one format: `train.tsv` beside
+    `train.jsonl` is two copies, or two datasets, and is refused."""
     parts = {}
-    for root, _, files in sorted(os.walk(folder)):
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
         for name in sorted(files):
             split = SPLIT_NAMES.get(name.lower().split("-")[0].split(".")[0])
-            if split and file_format(name):
+            if split and file_format(name) and not name.startswith("."):
                 parts.setdefault(split, []).append(os.path.join(root, name))
     if "train" not in parts and "test" not in parts:
         raise DataError(f"{folder}: no train, validation or test file (.csv, .tsv, .jsonl or .parquet, the first "
                         "three gzip-compressed or not) found")
+    for split, paths in parts.items():
+        whole = [p for p in paths if "-" not in os.path.basename(p).split(".")[0]]
+        if len(paths) > 1 and (whole or len({file_format(p) for p in paths}) > 1):
+            shown = ", ".join(os.path.relpath(p, folder) for p in paths[:3])
+            raise DataError(f"{folder}: {len(paths)} files for the {split} split ({shown}); keep one, or give the "
+                            "file itself to --data")
     return {split: _concat([read_file(path) for path in paths]) for split, paths in parts.items()}
 
 

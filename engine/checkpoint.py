@@ -1,5 +1,7 @@
 """Checkpoints: plain Python values and tensors only, written atomically, read without running code."""
+import errno
 import json
+import math
 import os
 import pickle
 import shutil
@@ -47,8 +49,24 @@ def atomic_write(path: str, write) -> None:
     fsync_folder(folder)
 
 
+def strict_json(value):
+    """`value` with every NaN or infinity as null: JSON has no such numbers, and strict readers refuse them (a
+    metric without positives, ROC-AUC of a label that never occurs, is undefined, not a number)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def json_text(value, indent: int | None = None) -> str:
+    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
+
+
 def write_json(path: str, value) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(value, indent=2) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((json_text(value, indent=2) + "\n").encode()))
 
 
 def fsync_folder(folder):
@@ -60,7 +78,15 @@ def fsync_folder(folder):
 
 
 def save_checkpoint(path: str, state: dict) -> None:
-    atomic_write(path, lambda f: torch.save(state, f))
+    """torch.save reports a failed write (a full disk, a quota) as a RuntimeError of its zip writer: here it is
+    the OSError it is, so the command ends in one line like any other failed write (the old file stays)."""
+    try:
+        atomic_write(path, lambda f: torch.save(state, f))
+    except RuntimeError as e:
+        if "write" not in str(e):
+            raise
+        reason = next((line.strip() for line in str(e).splitlines() if "write" in line), str(e))
+        raise OSError(errno.EIO, f"the checkpoint could not be written (is the disk full?): {reason}", path) from None
 
 
 def link_checkpoint(source: str, path: str) -> None:
@@ -104,7 +130,7 @@ def load_checkpoint(path: str, map_location="cpu", log=to_stderr) -> dict:
     problem = config_problem(state["config"]) or checkpoint_problem(state)
     if problem:
         raise CheckpointError(f"{path}: not a usable checkpoint of this project: {problem}")
-    for key in ("thresholds", "pos_weight", "label_prior"):  # absent from checkpoints of older versions
+    for key in ("thresholds", "pos_weight", "label_prior", "data_fingerprints"):  # absent from older checkpoints
         state.setdefault(key, None)
     if filled:
         log(f"{path}: saved by an older version; read with " + ", ".join(f"{k}={v!r}" for k, v in filled.items()))
@@ -131,9 +157,32 @@ def checkpoint_problem(state: dict) -> str | None:
     files = state.get("tokenizer_files")
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
         return "tokenizer_files is missing"
-    prior = state.get("label_prior")
+    prior, pos_weight = state.get("label_prior"), state.get("pos_weight")
     if state["config"]["loss"] == "db" and not (isinstance(prior, torch.Tensor) and prior.shape == (len(names),)):
         return "its loss is db but its label_prior is missing or does not match its labels"
+    for name, tensor in (("pos_weight", pos_weight), ("label_prior", prior)):
+        if tensor is not None and not (isinstance(tensor, torch.Tensor) and tensor.shape == (len(names),)):
+            return f"its {name} does not match its {len(names)} labels"
+    non_finite = next((key for key, value in state["model"].items()
+                       if value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
+    if non_finite:
+        return f"its weights hold NaN or infinite values ({non_finite})"
+    from model import position_limit
+
+    limit = position_limit(encoder)
+    if limit is not None and state["config"]["max_length"] > limit:
+        return f"its max_length {state['config']['max_length']} is beyond the encoder's {limit} positions"
+    return None
+
+
+def resume_problem(state: dict) -> str | None:
+    """What a checkpoint lacks to be continued (a file edited or written elsewhere), or None."""
+    progress = state.get("progress")
+    if not isinstance(progress, dict) or not all(isinstance(progress.get(key), int) and progress[key] >= 0
+                                                 for key in ("epoch", "step", "batches_done")):
+        return "it holds no training progress (epoch, step, batches done) to continue from"
+    if not all(isinstance(state.get(key), dict) for key in ("optimizer", "scheduler", "rng")):
+        return "it holds no optimizer, schedule or random state to continue with"
     return None
 
 
@@ -141,8 +190,10 @@ def labels_problem(names, thresholds) -> str | None:
     """What is wrong with a checkpoint's (or an export's) label names and tuned thresholds, or None."""
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         return "label_names is not a list of label names"
-    if thresholds is not None and not (isinstance(thresholds, dict) and isinstance(thresholds.get("global"), NUMBER)
-                                       and isinstance(thresholds.get("per_label"), list)
-                                       and len(thresholds["per_label"]) == len(names)):
-        return "its tuned thresholds do not match its labels"
+    if thresholds is None:
+        return None
+    values = [thresholds.get("global"), *thresholds.get("per_label", [])] if isinstance(thresholds, dict) else []
+    if not (values and isinstance(thresholds.get("per_label"), list) and len(thresholds["per_label"]) == len(names)
+            and all(isinstance(v, NUMBER) and not isinstance(v, bool) and 0 <= v <= 1 for v in values)):
+        return "its tuned thresholds are not one number from 0 to 1 per label and a global one"
     return None

@@ -1,24 +1,24 @@
 """evaluate.py's work, imported once its flags have parsed: a checkpoint evaluated on a split of its training
 data or on other data with its labels, the metrics printed and written beside it."""
-import json
 import os
 import sys
 
 from data import DataError, load_examples
-from engine.checkpoint import atomic_write, write_json
+from engine.checkpoint import atomic_write, json_text, write_json
 from engine.config import EVALUATE_FIELDS, check_machine, check_values
 from engine.inference import Predictor, prediction_records
 from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
 
 REPORT_ROWS = 40
+DATA_ENDINGS = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt", ".gz")
 HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_precision", "micro_recall",
             "roc_auc_micro", "roc_auc_macro", "subset_accuracy", "hamming_loss", "jaccard_samples", "lrap",
             "precision_at_1", "precision_at_3", "precision_at_5", "r_precision_at_5", "ndcg_at_1", "ndcg_at_3",
             "ndcg_at_5", "mean_r_precision")
 
 
-def load_eval_examples(flags, cfg, label_names):
+def load_eval_examples(flags, cfg, label_names, fingerprints: dict | None = None):
     """The examples to evaluate: `--data` (a file is evaluated whole) or the training data's `--split`, carved
     as in training."""
     data = flags["data"] or cfg["data"]
@@ -34,6 +34,10 @@ def load_eval_examples(flags, cfg, label_names):
     limit = flags["max_eval_samples"] if flags["max_eval_samples"] is not None else cfg["max_eval_samples"]
     if limit is not None and split != "train" and limit < len(examples):
         examples = examples.select(range(limit))
+    expected = (fingerprints or {}).get(split) if split == "validation" else None
+    if expected and not flags["data"] and flags["max_eval_samples"] is None and examples.fingerprint() != expected:
+        raise DataError(f"--split {split}: the {split} split of {data} read now ({len(examples)} examples) is not the "
+                        "one the run used (the data changed since); evaluate the data as it is with --data FILE")
     return examples, (flags["data"] if single_file else f"{data} [{split}]")
 
 
@@ -68,15 +72,31 @@ def default_output(flags) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(flags["ckpt"])), f"eval-{stem}-{source}.json")
 
 
+def refuse_writing_over_inputs(outputs: dict, inputs: list[str]) -> None:
+    """No output file may be the checkpoint, the data file, a file in the data folder, or another output."""
+    real = {flag: os.path.realpath(path) for flag, path in outputs.items() if path}
+    if len(set(real.values())) < len(real):
+        raise DataError(f"{' and '.join(real)}: name the same file; give each its own")
+    for flag, path in real.items():
+        for source in (os.path.realpath(p) for p in inputs if p and os.path.exists(p)):
+            data_file_there = os.path.isdir(source) and os.path.dirname(path) == source and path.endswith(DATA_ENDINGS)
+            if path == source or data_file_there:
+                raise DataError(f"{flag} {outputs[flag]}: would write over {source}, which this evaluation reads "
+                                "(a data folder's files are its splits); name another file")
+
+
 def evaluate_checkpoint(flags: dict) -> dict:
     """evaluate.py's work: the checkpoint's model on the chosen data, the metrics printed and written."""
     check_values(EVALUATE_FIELDS, flags)
     check_machine(EVALUATE_FIELDS, flags)
     predictor = Predictor(flags["ckpt"], flags["device"], flags["amp"], flags["batch_size"])
     cfg, label_names = predictor.config, predictor.label_names
+    refuse_writing_over_inputs({"--output": flags["output"] or default_output(flags),
+                                "--save-predictions": flags["save_predictions"]}, [flags["ckpt"], flags["data"] or cfg["data"]])
     threshold = choose_thresholds(flags["thresholds"], predictor.state["thresholds"], cfg["threshold"])
-    examples, source = load_eval_examples(flags, cfg, label_names)
-    probs, targets, loss = predictor.probabilities(examples, cfg["cache_dir"] or None)
+    examples, source = load_eval_examples(flags, cfg, label_names, predictor.state.get("data_fingerprints"))
+    cache_dir = cfg["cache_dir"] if flags["cache_dir"] is None else flags["cache_dir"]
+    probs, targets, loss = predictor.probabilities(examples, cache_dir or None)
     metrics = {"loss": loss, **multilabel_metrics(probs, targets, threshold)}
     per_label = per_label_report(probs, targets, threshold, label_names)
     print(format_report(metrics, per_label, source, len(examples)))
@@ -88,6 +108,6 @@ def evaluate_checkpoint(flags: dict) -> dict:
     if flags["save_predictions"]:
         records = prediction_records(examples.ids, probs, threshold, label_names, gold=examples.labels)
         atomic_write(flags["save_predictions"],
-                     lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in records))
+                     lambda f: f.writelines((json_text(r) + "\n").encode() for r in records))
         print(f"predictions written to {flags['save_predictions']}")
     return result

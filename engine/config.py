@@ -123,7 +123,7 @@ TRAIN_FIELDS = (
     Field("pos_weight", "sqrt", "weigh each label's positives by negatives/positives (auto) or its square root "
           "(sqrt), capped by --pos-weight-max; sqrt lets rare labels be learned (README, Rare labels)", OPTIM,
           choices=("none", "auto", "sqrt"), before="none"),
-    Field("pos_weight_max", 10.0, "cap of --pos-weight", OPTIM, float, check="zero_or_more"),
+    Field("pos_weight_max", 10.0, "cap of --pos-weight", OPTIM, float, check="positive"),
     Field("head_bias", "zero", "the head's initial bias: 0, or each label's log-odds in the training data", OPTIM,
           choices=("zero", "prior"), before="zero"),
     Field("amp", "auto", "autocast dtype; auto: bf16 where the hardware runs it fast, fp16 on older GPUs, else off",
@@ -178,6 +178,7 @@ EVALUATE_FIELDS = (
     Field("device", "cpu", "cpu, cuda, cuda:1 ...", machine="device"),
     Field("output", None, "metrics JSON (default: beside the checkpoint)", machine="output_file"),
     Field("save_predictions", None, "JSON lines: id, gold, predicted, probabilities", machine="output_file"),
+    Field("cache_dir", None, "tokenized data cache ('' for none; default: the training run's)"),
 )
 PREDICT_FIELDS = (
     Field("texts", None, "texts to label; none: --file, or one text per line on stdin", kind=list, positional=True),
@@ -357,7 +358,7 @@ def resolve_run(given: dict) -> tuple[dict, dict | None, dict]:
     each field's rule: a `fixed` one must not change, an `applied` one takes effect from where the run
     continues, a `free` one is this command's (its default if not given). It writes to its checkpoint's folder
     (or an explicit --output-dir), never to a folder its config remembers."""
-    from engine.checkpoint import load_checkpoint
+    from engine.checkpoint import load_checkpoint, resume_problem
 
     given = normalized(given)
     config = with_defaults(TRAIN_FIELDS, given)
@@ -366,6 +367,9 @@ def resolve_run(given: dict) -> tuple[dict, dict | None, dict]:
     if config["resume"]:
         path = resume_path(config)
         resume = load_checkpoint(path, log=print)
+        problem = resume_problem(resume)
+        if problem:
+            raise ConfigError(f"--resume {config['resume']}: {path} cannot be continued: {problem}")
         saved = resume["config"]
         for name, value in given.items():
             f = FIELDS[name]
@@ -378,8 +382,29 @@ def resolve_run(given: dict) -> tuple[dict, dict | None, dict]:
         config = {**with_defaults(TRAIN_FIELDS, {}), **kept, **given, "resume": os.path.abspath(path)}
         config["output_dir"] = config["output_dir"] or os.path.dirname(os.path.abspath(path))
     config["output_dir"] = os.path.abspath(config["output_dir"] or default_output_dir(config))
+    if resume:
+        refuse_rewind(path, resume, config["output_dir"], config["resume"])
     check_machine(TRAIN_FIELDS, config)
     return config, resume, changes
+
+
+def refuse_rewind(path: str, resume: dict, output_dir: str, flag: str) -> None:
+    """Continuing an earlier checkpoint (best.pt) in its own folder would replace the later epochs that last.pt and
+    metrics.jsonl hold: refused, with the two ways that lose nothing."""
+    import torch
+
+    last = os.path.join(output_dir, "last.pt")
+    if os.path.dirname(os.path.abspath(path)) != output_dir or not os.path.isfile(last) or os.path.samefile(path, last):
+        return
+    try:
+        later = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["progress"]["step"]
+    except Exception:  # an unreadable last.pt: resuming it is refused by load_checkpoint with its reason
+        return
+    step = resume["progress"]["step"]
+    if isinstance(later, int) and later > step:
+        raise ConfigError(f"--resume {flag}: the run in {output_dir} went on past this checkpoint (step {step}) to "
+                          f"step {later} (last.pt); resuming here would overwrite those steps. Continue the run with "
+                          "--resume auto, or start from this checkpoint in another --output-dir")
 
 
 def resume_path(config: dict) -> str:
@@ -397,21 +422,25 @@ def resume_path(config: dict) -> str:
 
 
 def check_against_labels(config: dict, num_labels: int) -> None:
-    """Precision and nDCG at k need at least k labels: found out now, not after a whole epoch."""
+    """Precision and nDCG at k need at least k labels, and every ranking metric two: found out now, not after a
+    whole epoch."""
     name = config["select_metric"]
     k = int(name.rsplit("_at_", 1)[1]) if "_at_" in name else 0
+    if name in ("mean_r_precision", "lrap") or k:
+        k = max(k, 2)
     if k > num_labels:
         raise ConfigError(f"--select-metric {name}: needs at least {k} labels, the data has {num_labels}")
 
 
-def resolve_window(config: dict, tokenizer) -> None:
-    """--max-length against what the encoder can take and the special tokens it adds, and --stride against the
-    window; an unset stride becomes a number here, so config.json and the checkpoint hold it."""
+def resolve_window(config: dict, tokenizer, positions: int | None = None) -> None:
+    """--max-length against what the encoder can take (its tokenizer's model_max_length, and its `positions`:
+    `model.position_limit`) and the special tokens it adds, and --stride against the window; an unset stride
+    becomes a number here, so config.json and the checkpoint hold it."""
     from data.batching import default_stride
 
-    if config["max_length"] > tokenizer.model_max_length:
-        raise ConfigError(f"--max-length {config['max_length']}: beyond the model's limit of "
-                          f"{tokenizer.model_max_length}")
+    limit = min(tokenizer.model_max_length, positions or tokenizer.model_max_length)
+    if config["max_length"] > limit:
+        raise ConfigError(f"--max-length {config['max_length']}: beyond the model's limit of {limit} tokens")
     shortest = tokenizer.num_special_tokens_to_add() + 1
     if config["max_length"] < shortest:
         raise ConfigError(f"--max-length {config['max_length']}: leaves no room for text (the model adds "

@@ -1,11 +1,10 @@
 """What a run records: TensorBoard events and one JSON line per epoch, side by side in the run folder."""
-import json
 import math
 import os
 
 import numpy as np
 
-from engine.checkpoint import atomic_write
+from engine.checkpoint import atomic_write, json_text
 
 PR_CURVES = 20
 
@@ -47,7 +46,7 @@ class RunLogger:
 
     def _write_records(self):
         """Rewritten whole and renamed over the old file (a few KB an epoch): a crash never tears a line."""
-        atomic_write(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in self.records).encode()))
+        atomic_write(self.path, lambda f: f.write("".join(json_text(r) + "\n" for r in self.records).encode()))
 
     def validation_details(self, probs, targets, label_names, examples, predicted, step: int, shown: int = 8,
                            curves: int = PR_CURVES):

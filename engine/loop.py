@@ -24,12 +24,14 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
                     logger=None, on_step=None, epoch_label: str = "") -> dict:
     """Trains `state` (a `TrainState`: model, optimizer, schedule, scaler, device, autocast dtype, progress) on
     the batches of `loader` that are left of this epoch. After every optimizer step, `state.progress` says
-    where the epoch stands (step, batches done) and `on_step(state)` runs (to save, or stop on a signal). The
+    where the epoch stands (step, batches, examples and tokens done) and `on_step(state)` runs (to save, or stop on a signal). The
     loss stays on the device between log points: no host sync in the hot loop. Returns the epoch's mean loss
-    (over all its batches, those before a resume included) and its speed."""
+    (over all its batches, those before a resume included), its examples and tokens (likewise) and the speed of
+    this part of it."""
     model, optimizer, scheduler, scaler = state.forward_model, state.optimizer, state.scheduler, state.scaler
     device, amp_dtype, progress = state.device, state.amp_dtype, state.progress
-    batches_before = progress["batches_done"]
+    batches_before, examples_before, tokens_before = (progress[key] for key in ("batches_done", "examples_done",
+                                                                               "tokens_done"))
     model.train()
     non_blocking = device.type == "cuda"
     window_loss, window_batches = torch.zeros((), device=device, dtype=torch.float64), 0
@@ -61,7 +63,8 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         progress["step"] += 1
-        progress["batches_done"] = batches_before + i + 1
+        progress.update(batches_done=batches_before + i + 1, examples_done=examples_before + n_examples,
+                        tokens_done=tokens_before + n_tokens)
         if progress["step"] % log_every == 0 or i + 1 == n_batches:
             mean_loss = window_loss.item() / window_batches
             if not math.isfinite(mean_loss):
@@ -75,8 +78,9 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
         if on_step is not None:
             on_step(state)
     seconds = time.perf_counter() - start
-    return {"loss": average(state.loss_sum.item() / max(1, progress["batches_done"])), "examples": n_examples,
-            "tokens": n_tokens, "seconds": seconds, "examples_per_s": n_examples / max(seconds, 1e-9)}
+    return {"loss": average(state.loss_sum.item() / max(1, progress["batches_done"])),
+            "examples": progress["examples_done"], "tokens": progress["tokens_done"], "seconds": seconds,
+            "examples_per_s": n_examples / max(seconds, 1e-9)}
 
 
 @torch.no_grad()

@@ -36,23 +36,46 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5) -
     preds = binarize(probs, thresholds)
     out = {}
     for average in ("micro", "macro", "weighted", "samples"):
-        kwargs = {"average": average, "zero_division": 0}
-        out[f"{average}_f1"] = skm.f1_score(targets, preds, **kwargs)
-        out[f"{average}_precision"] = skm.precision_score(targets, preds, **kwargs)
-        out[f"{average}_recall"] = skm.recall_score(targets, preds, **kwargs)
-    out["subset_accuracy"] = skm.accuracy_score(targets, preds)
-    out["hamming_loss"] = skm.hamming_loss(targets, preds)
-    out["jaccard_samples"] = skm.jaccard_score(targets, preds, average="samples", zero_division=0)
+        out.update({f"{average}_{name}": value for name, value in _averaged(targets, preds, average).items()})
+    out["subset_accuracy"] = (targets == preds).all(1).mean()
+    out["hamming_loss"] = (targets != preds).mean()
+    tp, fp, fn = _counts(targets, preds, axis=1)
+    out["jaccard_samples"] = _ratio(tp, tp + fp + fn).mean()
     out.update(_roc_auc(probs, targets))
     out.update(ranking_metrics(probs, targets))
     out["labels_without_positives"] = int((targets.sum(0) == 0).sum())
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
 
 
+def _counts(targets, preds, axis: int):
+    """True positives, false positives and false negatives per label (axis 0) or per document (axis 1)."""
+    tp = (targets & preds).sum(axis)
+    return tp, preds.sum(axis) - tp, targets.sum(axis) - tp
+
+
+def _ratio(a, b) -> np.ndarray:
+    """a / b, and 0 where b is 0 (scikit-learn's zero_division=0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+
+def _averaged(targets, preds, average: str) -> dict:
+    """F1, precision and recall of 0/1 matrices as scikit-learn averages them for multi-label indicators, in
+    NumPy: one label is multi-label too here (scikit-learn takes a single column for a binary task and would
+    average in the negative class)."""
+    tp, fp, fn = _counts(targets, preds, axis=1 if average == "samples" else 0)
+    if average == "micro":
+        tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+    scores = {"f1": _ratio(2 * tp, 2 * tp + fp + fn), "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn)}
+    if average == "weighted":
+        support = tp + fn
+        return {name: float(_ratio((value * support).sum(), support.sum())) for name, value in scores.items()}
+    return {name: float(np.mean(value)) for name, value in scores.items()}
+
+
 def f1_scores(probs: np.ndarray, targets: np.ndarray, thresholds) -> dict:
     preds = binarize(probs, thresholds)
-    return {f"{average}_f1": float(skm.f1_score(targets.astype(np.int64), preds, average=average, zero_division=0))
-            for average in ("micro", "macro")}
+    return {f"{average}_f1": _averaged(targets.astype(np.int64), preds, average)["f1"] for average in ("micro", "macro")}
 
 
 def _roc_auc(probs, targets) -> dict:
@@ -65,9 +88,10 @@ def _roc_auc(probs, targets) -> dict:
 
 
 def ranking_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:
+    """Over the documents with a gold label; none with a single label, where there is nothing to rank."""
     has_gold = targets.sum(1) > 0
     probs, targets = probs[has_gold], targets[has_gold]
-    if len(targets) == 0:
+    if len(targets) == 0 or targets.shape[1] < 2:
         return {}
     order = np.argsort(-probs, axis=1, kind="stable")
     ranked_gold = np.take_along_axis(targets, order, axis=1)
@@ -89,8 +113,8 @@ def per_label_report(probs, targets, thresholds, label_names) -> list[dict]:
     """One row per label (support, precision, recall, F1, threshold), most frequent first."""
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (targets.shape[1],))
     preds = binarize(probs, thresholds)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(targets.astype(np.int64), preds,
-                                                                         average=None, zero_division=0)
+    tp, fp, fn = _counts(targets.astype(np.int64), preds, axis=0)
+    precision, recall, f1, support = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn), tp + fn
     rows = [{"label": name, "support": int(s), "precision": float(p), "recall": float(r), "f1": float(f),
              "threshold": float(t)} for name, s, p, r, f, t in zip(label_names, support, precision, recall, f1,
                                                                     thresholds)]

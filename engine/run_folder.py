@@ -185,9 +185,10 @@ class RunFolder:
             self.discard_unsaved()
 
     def discard_unsaved(self) -> None:
-        """A run that ends before its first checkpoint removes the config.json and events it wrote (and nothing
-        it found there): the same command can simply be run again."""
-        if self.holds_run():
+        """A run that ends before its first checkpoint removes the config.json, events and metrics.jsonl it wrote
+        (an epoch whose save failed, on a full disk say) and nothing it found there: the same command can simply
+        be run again."""
+        if any(os.path.exists(self.file(name)) for name in ("last.pt", "best.pt")):
             return
         for name in sorted(self._names() - self._found, reverse=True):
             if is_run_file(name.split(os.sep)[0]) and os.path.lexists(self.file(name)):

@@ -47,7 +47,8 @@ class TrainState:
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.device, self.amp_dtype = device, amp_dtype
         self.forward_model = self.eval_model = model
-        self.progress = {"epoch": 0, "batches_done": 0, "step": 0, "best_metric": -float("inf"), "best_epoch": 0}
+        self.progress = {"epoch": 0, "batches_done": 0, "step": 0, "best_metric": -float("inf"), "best_epoch": 0,
+                         "examples_done": 0, "tokens_done": 0}
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
 
     def wrap(self, distributed: bool, compile_mode: str | None) -> None:
@@ -76,7 +77,7 @@ class TrainState:
         returns whether this epoch is the best so far."""
         progress = self.progress
         progress["epoch"] += 1
-        progress["batches_done"] = 0
+        progress.update(batches_done=0, examples_done=0, tokens_done=0)
         self.loss_sum.zero_()
         improved = metric > progress["best_metric"]
         if improved:

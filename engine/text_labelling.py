@@ -9,11 +9,11 @@ from engine.inference import Predictor, prediction_records
 from engine.thresholds import choose_thresholds
 
 
-def input_examples(flags: dict) -> Examples:
+def input_examples(flags: dict, trained_column: str | None) -> Examples:
     if flags["file"] and flags["texts"]:
         raise DataError("give texts as arguments or --file, not both")
     if flags["file"]:
-        return read_texts(flags["file"], flags["text_column"])
+        return read_texts(flags["file"], flags["text_column"], trained_column)
     texts = flags["texts"] or stdin_lines()
     if not texts:
         raise DataError("no text to label: give texts as arguments, --file, or lines on stdin")
@@ -52,7 +52,7 @@ def label_texts(flags: dict) -> list[dict]:
     tuned = predictor.state["thresholds"]
     spec = flags["thresholds"] or ("tuned" if tuned else None)
     thresholds = choose_thresholds(spec, tuned, predictor.config["threshold"])
-    examples = input_examples(flags)
+    examples = input_examples(flags, predictor.config["text_column"])
     probs, _, _ = predictor.probabilities(examples)
     records = list(prediction_records(examples.ids, probs, thresholds, predictor.label_names, texts=examples.texts))
     for record in records:

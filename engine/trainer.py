@@ -23,7 +23,7 @@ from engine.optim import set_learning_rates
 from engine.run_folder import RunFolder
 from engine.state import build_train_state, resolve_kernels, seed_everything
 from engine.thresholds import tune_thresholds
-from model import cpu_fast, load_tokenizer, tokenizer_files
+from model import cpu_fast, load_encoder_config, load_tokenizer, position_limit, tokenizer_files
 
 
 def train_from_flags(given: dict) -> dict:
@@ -52,7 +52,7 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
         raise DataError(f"--data {cfg['data']}: training needs a train split (found: {', '.join(splits)})")
     check_against_labels(cfg, len(label_names))
     tokenizer = load_tokenizer(cfg["model"])
-    resolve_window(cfg, tokenizer)
+    resolve_window(cfg, tokenizer, position_limit(load_encoder_config(cfg["model"]).to_dict()))
     cache, long_doc = cfg["cache_dir"] or None, LongDoc.from_config(cfg)
     train_set, val_set = (tokenize(splits[s], tokenizer, cfg["max_length"], len(label_names), cache, long_doc)
                           for s in ("train", "validation"))
@@ -85,6 +85,14 @@ def validate(state, data: RunData, loss_fn, cfg: dict, logger) -> tuple[dict, di
     return metrics, thresholds
 
 
+def refuse_changed_data(fingerprints: dict | None, splits: dict, checkpoint: str) -> None:
+    """A resumed run must read the examples the run began with (checkpoints from before fingerprints: not checked)."""
+    for split, expected in (fingerprints or {}).items():
+        if split in splits and splits[split].fingerprint() != expected:
+            raise DataError(f"--resume {checkpoint}: the {split} split read now ({len(splits[split])} examples) is not "
+                            "the one the run was trained on (the data changed); start a new run on the new data")
+
+
 def continue_with(output_dir: str) -> str:
     return f"continue with: python train.py --resume auto --output-dir {output_dir}"
 
@@ -99,7 +107,8 @@ class Checkpoints:
         self.static = {"config": cfg, "label_names": data.label_names,
                        "tokenizer_files": tokenizer_files(data.tokenizer),
                        "encoder_config": json.loads(state.model.encoder.config.to_json_string()),
-                       "pos_weight": pos_weight, "label_prior": prior}
+                       "pos_weight": pos_weight, "label_prior": prior,
+                       "data_fingerprints": {split: data.splits[split].fingerprint() for split in ("train", "validation")}}
         self.last, self.best = (os.path.join(cfg["output_dir"], name) for name in ("last.pt", "best.pt"))
 
     def contents(self, metrics: dict | None, thresholds: dict | None) -> dict:
@@ -180,6 +189,8 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode, read at first use
         torch.use_deterministic_algorithms(True)
     data = build_data(cfg, resume["label_names"] if resume else None, device, rank, world_size, log)
+    if resume:
+        refuse_changed_data(resume.get("data_fingerprints"), data.splits, cfg["resume"])
 
     record_facts(cfg, resume, changes, device, world_size, len(data.label_names))
     resolve_kernels(cfg, device, resume["config"]["amp_dtype"] if resume and "amp" not in changes else None)
@@ -233,11 +244,17 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
             record = {"epoch": epoch + 1, "step": progress["step"], **{f"train_{k}": v for k, v in train_stats.items()},
                       **{f"val_{k}": v for k, v in val.items()}}
             logger.epoch(record, progress["step"])
+            signals.deferring = True  # a signal while the epoch is saved waits for the save (a second one does not)
             checkpoints.save_last(val, thresholds, best=improved)
+            signals.deferring = False
             log(f"epoch {epoch + 1}/{cfg['epochs']}  train_loss {train_stats['loss']:.4f}  val_loss {val['loss']:.4f}  "
                 f"val_micro_f1 {val['micro_f1']:.4f} (tuned {val['tuned_micro_f1']:.4f})  "
                 f"val_macro_f1 {val['macro_f1']:.4f}  ({train_stats['seconds']:.1f} s, "
                 f"{train_stats['examples_per_s']:.1f} ex/s)" + ("  best" if improved else ""))
+            signum = signals.requested(collective=world_size > 1)
+            if signum:
+                raise Interrupted(signum, f"interrupted by {NAMES[signum]}: epoch {epoch + 1} saved whole (last.pt"
+                                          f"{', best.pt' if improved else ''}); " + continue_with(cfg["output_dir"]))
         if record:
             logger.hparams(cfg, {k[4:]: v for k, v in record.items() if k.startswith("val_") and isinstance(v, float)})
     except Interrupted as e:

@@ -101,14 +101,19 @@ def _load_error(flag_value: str, what: str, error: Exception) -> ModelError:
     return ModelError(f"--model {flag_value}: cannot load the {what}{offline}: {str(error).splitlines()[0]}")
 
 
+def _pretrained(auto_class, name: str, what: str):
+    """`auto_class.from_pretrained` of --model `name` (an alias, a folder, a hub id), or one line naming the flag."""
+    path = resolve_model(name)
+    try:
+        return auto_class.from_pretrained(path, **_hub_kwargs(path))
+    except (OSError, ValueError) as e:
+        raise _load_error(name, what, e) from None
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    path = resolve_model(name)
-    try:
-        return AutoTokenizer.from_pretrained(path, **_hub_kwargs(path))
-    except (OSError, ValueError) as e:
-        raise _load_error(name, "tokenizer", e) from None
+    return _pretrained(AutoTokenizer, name, "tokenizer")
 
 
 def resolve_attention(mode: str, device_type: str, fast_paths: bool = True) -> str:
@@ -137,19 +142,38 @@ def supported_attention(encoder_config, wanted: str) -> str:
     return wanted
 
 
+# Families that number positions from pad_token_id + 1, as RoBERTa does (514 positions hold 512 tokens).
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer",
+                            "data2vec-text")
+
+
+def position_limit(encoder_config: dict) -> int | None:
+    """The most tokens the encoder's learned absolute positions take, or None where it has none (relative-only
+    encoders such as DeBERTa-v3). A tokenizer's model_max_length may be unset (a huge number): this is the limit."""
+    positions = encoder_config.get("max_position_embeddings")
+    if not isinstance(positions, int) or encoder_config.get("position_biased_input") is False:
+        return None
+    if encoder_config.get("model_type") in PADDING_OFFSET_POSITIONS:
+        positions -= (encoder_config.get("pad_token_id") or 0) + 1
+    return positions
+
+
+def load_encoder_config(name: str):
+    from transformers import AutoConfig
+
+    return _pretrained(AutoConfig, name, "encoder")
+
+
 def load_encoder(name: str, attention: str = "sdpa", attention_dropout: float | None = None) -> nn.Module:
     """The pretrained encoder; `attention_dropout` (if given) replaces its config's dropout on the attention
     probabilities."""
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
     from transformers.utils import logging
 
     path = resolve_model(name)
     hub = _hub_kwargs(path)
     logging.disable_progress_bar()
-    try:
-        config = AutoConfig.from_pretrained(path, **hub)
-    except (OSError, ValueError) as e:
-        raise _load_error(name, "encoder", e) from None
+    config = load_encoder_config(name)
     if attention_dropout is not None:
         if not hasattr(config, "attention_probs_dropout_prob"):
             raise ModelError(f"--attention-dropout {attention_dropout}: the {config.model_type} config of --model "

@@ -95,6 +95,18 @@ def trained_run(tiny_bert, synthetic_folder, tmp_path_factory):
     return out, summary, epochs_of(out)
 
 
+def expect_error(main, argv, capsys, fragment) -> str:
+    """`main(argv)` (a CLI's main) ends with exit status 2 and one `error:` line holding `fragment`."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], err
+    return errors[0]
+
+
 def fingerprint(folder) -> dict:
     """Every file below `folder` (relative path -> content hash)."""
     return {os.path.relpath(os.path.join(root, name), folder):

@@ -9,18 +9,7 @@ import torch
 
 import evaluate
 import train
-from conftest import LABELS, fingerprint, synthetic_rows, tiny_train_args, write_flag_tsv
-
-
-def expect_error(main, argv, capsys, fragment):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and fragment in errors[0], err
-    return errors[0]
+from conftest import LABELS, expect_error, fingerprint, synthetic_rows, tiny_train_args, write_flag_tsv
 
 
 @pytest.fixture
@@ -167,6 +156,32 @@ def edited_checkpoint(tmp_path, checkpoint, **config):
     return tmp_path / "edited.pt"
 
 
+def edited_state(tmp_path, checkpoint, edit):
+    """The checkpoint with `edit(state)` applied, as a program other than this one might leave it."""
+    state = torch.load(checkpoint, weights_only=True)
+    edit(state)
+    torch.save(state, tmp_path / "edited.pt")
+    return tmp_path / "edited.pt"
+
+
+def nan_weight(state):
+    next(v for v in state["model"].values() if v.is_floating_point())[0] = float("nan")
+
+
+def tokenizer_without_a_limit(tmp_path, tiny_bert) -> str:
+    """The tiny BERT whose tokenizer declares no model_max_length (its encoder has 64 positions)."""
+    folder = tmp_path / "no-limit"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("model_max_length", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
+def with_model(flags, model):
+    return [*flags[:flags.index("--model")], "--model", model, *flags[flags.index("--model") + 2:]]
+
+
 def long_cell_file(tmp_path):
     """Not an error: a 200 KB cell (over csv's default 128 KB field limit)."""
     rows = synthetic_rows(40, seed=5)
@@ -203,6 +218,26 @@ BAD_INPUTS = [
      "config['attention_impl'] is 'flash_attention_9'"),
     ("evaluate", lambda t, c, x: ["--ckpt", str(edited_checkpoint(x, c, pooling="max"))], "config['pooling'] is 'max'"),
     ("evaluate", lambda t, c, x: ["--ckpt", str(edited_checkpoint(x, c, max_length="300"))], "config['max_length']"),
+    ("train", lambda t, c, x: [*t, "--pos-weight-max", "0"], "--pos-weight-max 0.0: must be positive"),
+    ("train", lambda t, c, x: [*with_model(t, tokenizer_without_a_limit(x, t[t.index("--model") + 1])),
+                               "--max-length", "100"], "--max-length 100: beyond the model's limit of 64"),
+    ("train", lambda t, c, x: ["--resume", str(edited_state(x, c, lambda s: s.pop("progress")))],
+     "cannot be continued: it holds no training progress"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--output", str(c)], "would write over"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--data", str(long_cell_file(x)), "--save-predictions",
+                                  str(x / "long.tsv")], "would write over"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--output", str(x / "same.json"), "--save-predictions",
+                                  str(x / "same.json")], "name the same file"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_state(x, c, nan_weight))], "weights hold NaN"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_state(x, c, lambda s: s["thresholds"]["per_label"].__setitem__(
+        0, float("nan"))))], "tuned thresholds are not one number from 0 to 1"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_state(x, c, lambda s: s["thresholds"].__setitem__(
+        "global", "0.5")))], "tuned thresholds are not one number from 0 to 1"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_checkpoint(x, c, max_length=1000))],
+     "max_length 1000 is beyond the encoder's 64 positions"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_state(x, c, lambda s: s.__setitem__("pos_weight",
+                                                                                          torch.ones(3))))],
+     "its pos_weight does not match its 5 labels"),
     ("predict", lambda t, c, x: ["--ckpt", str(c), "--batch-size", "-1", "text"], "--batch-size -1"),
     ("predict", lambda t, c, x: ["--ckpt", str(c), "--thresholds", "high", "text"], "--thresholds high"),
     ("predict", lambda t, c, x: ["--ckpt", str(c), "--file", str(x / "none.txt")], "none.txt: no such file"),
