@@ -30,7 +30,7 @@ def timed(name, rows, work):
     return result
 
 
-def forward_seconds(examples, args) -> float:
+def forward_seconds(examples, num_labels: int, args) -> float:
     """MiniLM's forward passes (evaluation, --max-length 300, truncating) over `args.forward_laws` laws."""
     import torch
 
@@ -45,8 +45,8 @@ def forward_seconds(examples, args) -> float:
     resolve_kernels(cfg, device)
     tokenizer = load_tokenizer(args.model)
     subset = examples.select(range(args.forward_laws))
-    loader = build_loader(tokenize(subset, tokenizer, 300, 1, None), 64, tokenizer.pad_token_id, False)
-    model = build_model(cfg, 1).eval()
+    loader = build_loader(tokenize(subset, tokenizer, 300, num_labels, None), 64, tokenizer.pad_token_id, False)
+    model = build_model(cfg, num_labels).eval()
     start = time.perf_counter()
     collect_probabilities(model, loader, device, None)
     return time.perf_counter() - start
@@ -89,7 +89,7 @@ def main():
     report = timed("evaluate.py's console report", rows, lambda: format_report(metrics, per_label, "validation",
                                                                               len(val)))
     record = json.dumps({f"val_{k}": v for k, v in metrics.items()})
-    forward = forward_seconds(val, args) * len(val) / args.forward_laws
+    forward = forward_seconds(val, len(names), args) * len(val) / args.forward_laws
 
     print(f"{args.level}: {len(names)} labels, {len(val)} validation laws, {targets.sum(0).astype(bool).sum()} "
           f"labels with validation positives")

@@ -70,7 +70,7 @@ TRAIN_FIELDS = (
     Field("val_fraction", 0.1, "carved from train when there is no validation split", DATA, float, check="fraction"),
     Field("split_seed", 0, "seed of that carve", DATA, int, check="zero_or_more"),
     Field("max_length", 300, "tokens per example (per window with --long-doc chunk)", DATA, int, check="at_least_1"),
-    Field("long_doc", "chunk", "a text longer than --max-length: keep its start (truncate), its first quarter and "
+    Field("long_doc", "truncate", "a text longer than --max-length: keep its start (truncate), its first quarter and "
           "last three quarters of the budget (head-tail), or encode it in overlapping windows whose logits are "
           "pooled into one prediction (chunk); README, Long documents", DATA,
           choices=("truncate", "head-tail", "chunk"), before="truncate"),

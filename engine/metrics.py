@@ -83,8 +83,20 @@ def _roc_auc(probs, targets) -> dict:
     both = (positives > 0) & (positives < len(targets))
     if not both.any():
         return {"roc_auc_micro": float("nan"), "roc_auc_macro": float("nan")}
-    return {"roc_auc_micro": skm.roc_auc_score(targets[:, both], probs[:, both], average="micro"),
-            "roc_auc_macro": skm.roc_auc_score(targets[:, both], probs[:, both], average="macro")}
+    probs, targets = probs[:, both], targets[:, both]
+    return {"roc_auc_micro": float(_auc(probs.reshape(-1, 1), targets.reshape(-1, 1))[0]),
+            "roc_auc_macro": float(_auc(probs, targets).mean())}
+
+
+def _auc(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each column from the ranks of its scores (Mann-Whitney, ties counted half), as scikit-learn's
+    roc_auc_score gives it, in seconds instead of minutes at 4,000 labels x 6,000 documents."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores, axis=0)
+    p = positive.sum(0).astype(np.float64)
+    n = len(positive) - p
+    return ((ranks * positive).sum(0) - p * (p + 1) / 2) / (p * n)
 
 
 def ranking_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:

@@ -29,7 +29,7 @@ def test_a_notebook_config_has_the_command_lines_defaults(tiny_bert):
 
     assert make_config() == with_defaults(TRAIN_FIELDS, parse_flags(TRAIN_FIELDS, []))
     config = make_config(model=tiny_bert)
-    assert (config["long_doc"], config["freeze_embeddings"], config["pos_weight"]) == ("chunk", "word", "sqrt")
+    assert (config["long_doc"], config["freeze_embeddings"], config["pos_weight"]) == ("truncate", "word", "sqrt")
     model = build_model(config, 3)
     assert not model.encoder.get_input_embeddings().weight.requires_grad  # --freeze-embeddings word, as train.py
     with pytest.raises(ConfigError, match="'learning_rate': not a setting"):

@@ -249,6 +249,10 @@ def test_metrics_agree_with_scikit_learn_on_a_multi_label_matrix():
     assert ours["jaccard_samples"] == pytest.approx(skm.jaccard_score(targets, preds, average="samples",
                                                                       zero_division=0))
     assert ours["hamming_loss"] == pytest.approx(skm.hamming_loss(targets, preds))
+    probs[:5, 0] = probs[5:10, 0]  # ties, which count half
+    ours = multilabel_metrics(probs, targets, 0.5)
+    for average in ("micro", "macro"):
+        assert ours[f"roc_auc_{average}"] == pytest.approx(skm.roc_auc_score(targets, probs, average=average))
 
 
 def test_a_checkpoint_whose_cache_folder_cannot_be_made_here_evaluates(trained_run, tmp_path, capsys):
