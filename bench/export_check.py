@@ -82,11 +82,11 @@ def main():
     work = tempfile.mkdtemp(prefix="export-check-")
     print(f"{args.ckpt}; CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
-    folders = {}
+    folders, remote = {}, False
     for fmt in ("hf", "onnx"):
         start = time.perf_counter()
         result = export.main(["--ckpt", args.ckpt, "--out", os.path.join(work, fmt), "--format", fmt])
-        folders[fmt] = os.path.join(work, fmt)
+        folders[fmt], remote = os.path.join(work, fmt), remote or result["remote_code"]
         print(f"  export {fmt}: {time.perf_counter() - start:.1f} s, {result['class']}, "
               f"{sum(os.path.getsize(os.path.join(folders[fmt], f)) for f in os.listdir(folders[fmt])) / 1e6:.0f} MB")
     checkpoint = Predictor(args.ckpt, amp="off")
@@ -98,7 +98,6 @@ def main():
     fits = [i for i, n in enumerate(lengths) if n <= cfg["max_length"]]
 
     print(f"\n1. Agreement with the checkpoint (fp32), {len(sample)} texts of {source}, max abs difference:")
-    remote = result_remote(folders["hf"])
     print(f"  pipeline on the HF folder ({len(fits)} texts in one window): "
           f"{pipeline_difference(folders['hf'], remote, [sample.texts[i] for i in fits], reference[fits], names):.2e}")
     for fmt in ("hf", "onnx"):
@@ -131,10 +130,6 @@ def main():
             m = multilabel_metrics(probs, targets, thresholds)
             print(f"  onnxruntime {fmt}: micro_f1 {m['micro_f1']:.4f}  macro_f1 {m['macro_f1']:.4f}")
     shutil.rmtree(work, ignore_errors=True)
-
-
-def result_remote(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, "modeling_multilabel.py"))
 
 
 def autocast_forward(predictor, ids, mask):

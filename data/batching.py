@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from data.labels import Examples
+from data.labels import Examples, hash_texts
 
 
 class LongDoc(NamedTuple):
@@ -60,11 +60,8 @@ def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int, ca
     cache_file = None
     if cache_dir:
         setting = "" if long_doc.mode == "truncate" else f"|{long_doc}"
-        key = hashlib.sha256(f"{_tokenizer_fingerprint(tokenizer)}|{max_length}{setting}".encode())
-        for text in examples.texts:  # each text with its length first: no two lists of texts give one stream
-            encoded = text.encode()
-            key.update(len(encoded).to_bytes(8, "little"))
-            key.update(encoded)
+        key = hash_texts(hashlib.sha256(f"{_tokenizer_fingerprint(tokenizer)}|{max_length}{setting}".encode()),
+                         examples.texts)
         cache_file = os.path.join(cache_dir, f"tokens-{key.hexdigest()[:24]}.npz")
         cached = _read_cache(cache_file, len(examples))
         if cached is not None:

@@ -50,12 +50,18 @@ class Examples:
     def fingerprint(self) -> str:
         """A hash of the texts and their labels, in order: a checkpoint keeps it, so that a resume or an evaluation
         of "the validation split" can tell when the data read now is not what the run read."""
-        digest = hashlib.sha256()
-        for text, labels in zip(self.texts, self.labels):
-            encoded = text.encode("utf-8", "surrogatepass")
-            digest.update(len(encoded).to_bytes(8, "little") + encoded)
-            digest.update(repr(sorted(labels)).encode())
+        digest = hash_texts(hashlib.sha256(), self.texts)
+        digest.update(repr([sorted(labels) for labels in self.labels]).encode())
         return digest.hexdigest()[:32]
+
+
+def hash_texts(digest, texts):
+    """`digest` updated with each text, its length first: no two lists of texts give one stream of bytes."""
+    for text in texts:
+        encoded = text.encode("utf-8", "surrogatepass")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest
 
 
 def encode_tables(tables: dict[str, Table], text_column=None, label_column=None, label_names=None,

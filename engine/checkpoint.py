@@ -158,8 +158,8 @@ def checkpoint_problem(state: dict) -> str | None:
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
         return "tokenizer_files is missing"
     prior, pos_weight = state.get("label_prior"), state.get("pos_weight")
-    if state["config"]["loss"] == "db" and not (isinstance(prior, torch.Tensor) and prior.shape == (len(names),)):
-        return "its loss is db but its label_prior is missing or does not match its labels"
+    if state["config"]["loss"] == "db" and prior is None:
+        return "its loss is db but it has no label_prior"
     for name, tensor in (("pos_weight", pos_weight), ("label_prior", prior)):
         if tensor is not None and not (isinstance(tensor, torch.Tensor) and tensor.shape == (len(names),)):
             return f"its {name} does not match its {len(names)} labels"

@@ -4,6 +4,7 @@ import os
 import sys
 
 from data import DataError, load_examples
+from data.reading import file_format
 from engine.checkpoint import atomic_write, json_text, write_json
 from engine.config import EVALUATE_FIELDS, check_machine, check_values
 from engine.inference import Predictor, prediction_records
@@ -11,7 +12,6 @@ from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
 
 REPORT_ROWS = 40
-DATA_ENDINGS = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt", ".gz")
 HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_precision", "micro_recall",
             "roc_auc_micro", "roc_auc_macro", "subset_accuracy", "hamming_loss", "jaccard_samples", "lrap",
             "precision_at_1", "precision_at_3", "precision_at_5", "r_precision_at_5", "ndcg_at_1", "ndcg_at_3",
@@ -34,8 +34,9 @@ def load_eval_examples(flags, cfg, label_names, fingerprints: dict | None = None
     limit = flags["max_eval_samples"] if flags["max_eval_samples"] is not None else cfg["max_eval_samples"]
     if limit is not None and split != "train" and limit < len(examples):
         examples = examples.select(range(limit))
-    expected = (fingerprints or {}).get(split) if split == "validation" else None
-    if expected and not flags["data"] and flags["max_eval_samples"] is None and examples.fingerprint() != expected:
+    expected = (fingerprints or {}).get("validation")
+    if split == "validation" and expected and not flags["data"] and flags["max_eval_samples"] is None \
+            and examples.fingerprint() != expected:
         raise DataError(f"--split {split}: the {split} split of {data} read now ({len(examples)} examples) is not the "
                         "one the run used (the data changed since); evaluate the data as it is with --data FILE")
     return examples, (flags["data"] if single_file else f"{data} [{split}]")
@@ -79,7 +80,7 @@ def refuse_writing_over_inputs(outputs: dict, inputs: list[str]) -> None:
         raise DataError(f"{' and '.join(real)}: name the same file; give each its own")
     for flag, path in real.items():
         for source in (os.path.realpath(p) for p in inputs if p and os.path.exists(p)):
-            data_file_there = os.path.isdir(source) and os.path.dirname(path) == source and path.endswith(DATA_ENDINGS)
+            data_file_there = os.path.isdir(source) and os.path.dirname(path) == source and file_format(path, True)
             if path == source or data_file_there:
                 raise DataError(f"{flag} {outputs[flag]}: would write over {source}, which this evaluation reads "
                                 "(a data folder's files are its splits); name another file")

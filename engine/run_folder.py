@@ -22,7 +22,8 @@ LOCK = ".lock"
 REPLACED = ".replaced-run"  # an overwritten run, kept until the new run's first checkpoint is on disk
 MOVED = ".moved"  # in REPLACED while the whole old run is in there and the folder may hold the new run's files
 DISCARDED = ".replaced-run.discarded"  # REPLACED once the new run has saved, while it is deleted
-HOLDS_RUN = ("last.pt", "best.pt", "metrics.jsonl")
+CHECKPOINTS = ("last.pt", "best.pt")
+HOLDS_RUN = (*CHECKPOINTS, "metrics.jsonl")
 
 
 class RunFolderError(InputError):
@@ -188,7 +189,7 @@ class RunFolder:
         """A run that ends before its first checkpoint removes the config.json, events and metrics.jsonl it wrote
         (an epoch whose save failed, on a full disk say) and nothing it found there: the same command can simply
         be run again."""
-        if any(os.path.exists(self.file(name)) for name in ("last.pt", "best.pt")):
+        if any(os.path.exists(self.file(name)) for name in CHECKPOINTS):
             return
         for name in sorted(self._names() - self._found, reverse=True):
             if is_run_file(name.split(os.sep)[0]) and os.path.lexists(self.file(name)):

@@ -40,6 +40,7 @@ class RunData(NamedTuple):
     tokenizer: object
     train_loader: object
     val_loader: object
+    fingerprints: dict  # of the train and validation examples (Examples.fingerprint), computed once
 
 
 def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 1, log=print) -> RunData:
@@ -64,7 +65,8 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
                                 cfg["workers"], rank, world_size)
     val_loader = build_loader(val_set, cfg["eval_batch_size"], tokenizer.pad_token_id, False, device=device,
                               workers=cfg["workers"], rank=rank, world_size=world_size)
-    return RunData(splits, label_names, tokenizer, train_loader, val_loader)
+    fingerprints = {split: splits[split].fingerprint() for split in ("train", "validation")}
+    return RunData(splits, label_names, tokenizer, train_loader, val_loader, fingerprints)
 
 
 def validate(state, data: RunData, loss_fn, cfg: dict, logger) -> tuple[dict, dict]:
@@ -85,12 +87,12 @@ def validate(state, data: RunData, loss_fn, cfg: dict, logger) -> tuple[dict, di
     return metrics, thresholds
 
 
-def refuse_changed_data(fingerprints: dict | None, splits: dict, checkpoint: str) -> None:
+def refuse_changed_data(saved: dict | None, data: RunData, checkpoint: str) -> None:
     """A resumed run must read the examples the run began with (checkpoints from before fingerprints: not checked)."""
-    for split, expected in (fingerprints or {}).items():
-        if split in splits and splits[split].fingerprint() != expected:
-            raise DataError(f"--resume {checkpoint}: the {split} split read now ({len(splits[split])} examples) is not "
-                            "the one the run was trained on (the data changed); start a new run on the new data")
+    for split, expected in (saved or {}).items():
+        if split in data.fingerprints and data.fingerprints[split] != expected:
+            raise DataError(f"--resume {checkpoint}: the {split} split read now ({len(data.splits[split])} examples) "
+                            "is not the one the run was trained on (the data changed); start a new run on the new data")
 
 
 def continue_with(output_dir: str) -> str:
@@ -108,7 +110,7 @@ class Checkpoints:
                        "tokenizer_files": tokenizer_files(data.tokenizer),
                        "encoder_config": json.loads(state.model.encoder.config.to_json_string()),
                        "pos_weight": pos_weight, "label_prior": prior,
-                       "data_fingerprints": {split: data.splits[split].fingerprint() for split in ("train", "validation")}}
+                       "data_fingerprints": data.fingerprints}
         self.last, self.best = (os.path.join(cfg["output_dir"], name) for name in ("last.pt", "best.pt"))
 
     def contents(self, metrics: dict | None, thresholds: dict | None) -> dict:
@@ -190,7 +192,7 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
         torch.use_deterministic_algorithms(True)
     data = build_data(cfg, resume["label_names"] if resume else None, device, rank, world_size, log)
     if resume:
-        refuse_changed_data(resume.get("data_fingerprints"), data.splits, cfg["resume"])
+        refuse_changed_data(resume.get("data_fingerprints"), data, cfg["resume"])
 
     record_facts(cfg, resume, changes, device, world_size, len(data.label_names))
     resolve_kernels(cfg, device, resume["config"]["amp_dtype"] if resume and "amp" not in changes else None)

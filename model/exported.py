@@ -141,14 +141,14 @@ def export_model(state: dict, folder: str, fmt: str) -> dict:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    classifier, tokenizer = serving_model(state)
+    classifier, tokenizer = serving_model(state, "eager" if fmt == "onnx" else "sdpa")
     ids, mask = probe_inputs(state, tokenizer)
     with torch.no_grad():
         expected = torch.sigmoid(classifier(ids, mask)).numpy()
     os.makedirs(folder)
     tokenizer.save_pretrained(folder)
     if fmt == "onnx":
-        write_onnx(serving_model(state, "eager")[0], state, os.path.join(folder, ONNX_FILE), (ids, mask))
+        write_onnx(classifier, state, os.path.join(folder, ONNX_FILE), (ids, mask))
         served, chosen, remote = load_exported(folder)[0], "onnx", False
     else:
         model = native_model(classifier, state) if state["config"]["pooling"] == "cls" else None
