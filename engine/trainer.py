@@ -112,6 +112,9 @@ class Checkpoints:
                        "pos_weight": pos_weight, "label_prior": prior,
                        "data_fingerprints": data.fingerprints}
         self.last, self.best = (os.path.join(cfg["output_dir"], name) for name in ("last.pt", "best.pt"))
+        # A --save-every save at an epoch's last batch would be resumed by validating again at its step, logging
+        # that step's validation to TensorBoard twice: there the epoch-end save, after validation, is the save.
+        self.batches_per_epoch = len(data.train_loader)
 
     def contents(self, metrics: dict | None, thresholds: dict | None) -> dict:
         """On every rank (the ranks' RNG states are gathered)."""
@@ -139,7 +142,8 @@ class Checkpoints:
 
     def after_step(self, state) -> None:
         step = state.progress["step"]
-        if self.cfg["save_every"] and step % self.cfg["save_every"] == 0:
+        epoch_trained = state.progress["batches_done"] == self.batches_per_epoch  # its save follows validation
+        if self.cfg["save_every"] and step % self.cfg["save_every"] == 0 and not epoch_trained:
             self.save_last()
         if self.world_size == 1 or step % self.cfg["log_every"] == 0:  # under DDP, all ranks ask together
             signum = self.signals.requested(collective=self.world_size > 1)
