@@ -1,11 +1,13 @@
 """Training and evaluation speed, side by side in one run: the HF Trainer as the notebook used it (a), the
-Trainer tuned (b), this codebase truncating (c) and with its default `--long-doc chunk` (d, every window of a
-longer document; `--variants abcd`), on the same data, model, batch size and max length.
+Trainer tuned (b), this codebase with its defaults (c, `--long-doc truncate`) and with `--long-doc chunk` (d, every
+window of a longer document; `--variants abcd`), on the same data, model, batch size and max length; (e) is (d) with
+each batch's windows in one padded tensor, as before the window groups of data/batching.py (`--variants cde`).
 
     python bench/speed.py                           # SemEval tweets, MiniLM, batch 16, max length 300
     python bench/speed.py --rounds 1 --steps 60     # quicker (and noisier)
     python bench/speed.py --isa avx2                # as on a CPU without AVX-512 (and without fast bf16)
-    python bench/speed.py --data ../shared/data/eurlex57k --label-column domains --variants abcd   # EU laws
+    python bench/speed.py --data ../shared/data/eurlex57k --label-column domains --train-examples 2000 \
+        --eval-examples 400 --variants abcde   # EU laws
 
 Each measurement runs in a fresh process (so peak memory is its own), in alternation a, b, c, b, c, b, c
 ((a) is 20x slower and one round of it is enough); the best round of each counts, as noise only slows a run
@@ -28,8 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 VARIANTS = {"a": "Trainer, notebook (max_length padding, fp32)",
             "b": "Trainer, tuned (dynamic padding, group_by_length, bf16 if fast)",
-            "c": "this codebase, defaults but --long-doc truncate",
-            "d": "this codebase, defaults (--long-doc chunk: every window; samples are documents)"}
+            "c": "this codebase, defaults (--long-doc truncate)",
+            "d": "this codebase, --long-doc chunk (every window; samples are documents)",
+            "e": "as (d), each batch's windows in one padded tensor (no window groups)"}
+COMPARED = {"c": "ab", "d": "abce", "e": "abc"}  # the ratios printed: (c)/(a), (c)/(b), (d)/(a), ...
 
 
 def cpu_name() -> str:
@@ -85,7 +89,9 @@ def load_data(args):
 
     splits, names = load_examples(args.data, label_column=args.label_column, val_fraction=0.1, split_seed=0,
                                   log=lambda *a: None)
-    return splits["train"], splits["validation"].select(range(min(args.eval_examples, len(splits["validation"])))), names
+    train = splits["train"] if args.train_examples is None else splits["train"].select(
+        range(min(args.train_examples, len(splits["train"]))))
+    return train, splits["validation"].select(range(min(args.eval_examples, len(splits["validation"])))), names
 
 
 def run_trainer(args, variant) -> dict:
@@ -171,8 +177,8 @@ class FirstBatches:
         return self.n
 
 
-def run_ours(args, chunk: bool = False) -> dict:
-    """(c) or (d): a run built by the trainer's own functions (its data, kernels, state and loss), timed."""
+def run_ours(args, variant: str) -> dict:
+    """(c), (d) or (e): a run built by the trainer's own functions (its data, kernels, state and loss), timed."""
     import torch
 
     from engine.config import TRAIN_FIELDS, make_config, parse_flags, quiet
@@ -184,11 +190,15 @@ def run_ours(args, chunk: bool = False) -> dict:
     cfg = make_config(**{**parse_flags(TRAIN_FIELDS, args.ours_flags), "model": args.model, "data": args.data,
                          "max_length": args.max_length, "batch_size": args.batch_size,
                          "eval_batch_size": args.eval_batch_size, "max_eval_samples": args.eval_examples,
-                         "label_column": args.label_column, "long_doc": "chunk" if chunk else "truncate",
+                         "max_train_samples": args.train_examples,
+                         "label_column": args.label_column, "long_doc": "truncate" if variant == "c" else "chunk",
                          "cache_dir": ""})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolve_kernels(cfg, device)
     data = build_data(cfg, None, device, log=quiet)
+    if variant == "e":
+        for collate in (data.train_loader.collate_fn, data.val_loader.collate_fn):
+            collate.group_tokens = None
     torch.manual_seed(cfg["seed"])
     state = build_train_state(cfg, len(data.label_names), args.warmup_steps + args.steps, device)
     state.wrap(False, cfg["compile_mode"] if cfg["compile"] else None)
@@ -223,7 +233,7 @@ def run_ours(args, chunk: bool = False) -> dict:
     start = time.perf_counter()
     collect_probabilities(state.eval_model, val_loader, device, amp_dtype)
     eval_seconds = time.perf_counter() - start
-    assert chunk or len(timed_lengths) == stats["examples"]
+    assert variant != "c" or len(timed_lengths) == stats["examples"]
     return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds,
             "dtype": "fp32" if amp_dtype is None else cfg["amp_dtype"], "attention": cfg["attention_impl"],
             **work(model.encoder, timed_lengths, "train", stats["examples"]),
@@ -260,7 +270,7 @@ def profile_steps(run_steps, n, device, path):
 
 
 def worker(args):
-    result = run_ours(args, args.worker == "d") if args.worker in "cd" else run_trainer(args, args.worker)
+    result = run_ours(args, args.worker) if args.worker in "cde" else run_trainer(args, args.worker)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch
 
@@ -291,6 +301,8 @@ def main():
     p.add_argument("--notebook-steps", type=int, default=12, help="timed training steps for (a), which is slow")
     p.add_argument("--warmup-steps", type=int, default=5)
     p.add_argument("--eval-examples", type=int, default=684, help="the same validation examples for every variant")
+    p.add_argument("--train-examples", type=int, default=None,
+                   help="the first N training examples only (default: all), the same for every variant")
     p.add_argument("--peak-size", type=int, default=4096, help="matrix size of the matmul that measures the peak")
     p.add_argument("--rounds", type=int, default=3, help="rounds of (b) and (c); the best counts (noise only slows)")
     p.add_argument("--notebook-rounds", type=int, default=1, help="rounds of (a), which is 20x slower")
@@ -362,9 +374,9 @@ def report(best, peaks):
         label = f"({variant}) {VARIANTS[variant]} [{r['dtype']}, {r['attention']}]"
         print(f"{label:82s} {rate(r['train_sps']):>8s} {r['train_tps']:7.0f} {r['train_fps'] / peak:5.0%} "
               f"{rate(r['eval_sps']):>8s} {r['eval_tps']:7.0f} {r['eval_fps'] / peak:5.0%} {r['peak_rss_mb']:8.0f}")
-    for ours in "cd":
-        for other in "abc"[:"cd".index(ours) + 2]:
-            if ours in best and other in best and other != ours:
+    for ours, others in COMPARED.items():
+        for other in others:
+            if ours in best and other in best:
                 ratios = {key: best[ours][key] / best[other][key] for key in ("train_sps", "train_tps", "eval_sps", "eval_tps")}
                 print(f"({ours})/({other}): training {ratios['train_sps']:.2f}x (real tokens/s {ratios['train_tps']:.2f}x), "
                       f"evaluation {ratios['eval_sps']:.2f}x (real tokens/s {ratios['eval_tps']:.2f}x)")

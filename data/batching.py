@@ -182,19 +182,56 @@ def _windows(texts, tokenizer, max_length: int, long_doc: LongDoc, batch_size: i
     return token_ids, offsets, np.asarray(docs, dtype=np.int64) if long_doc.mode == "chunk" else None
 
 
-class Collator:
-    """Pads a batch to its longest example (rounded up to `pad_to_multiple_of`) and builds multi-hot labels."""
+GROUP_COST_TOKENS = 64
+"""What one more encoder call costs, in padded tokens, when a chunked batch's windows are cut into groups of
+similar length (`window_groups`); on a CPU a call of a few rows costs far less than its padding (docs/results.md,
+Long documents)."""
 
-    def __init__(self, examples: TokenizedExamples, pad_token_id: int, pad_to_multiple_of: int = 1):
+
+def window_groups(lengths: np.ndarray, multiple: int, max_tokens: int,
+                  group_cost: int = GROUP_COST_TOKENS) -> list[tuple[int, int]]:
+    """Windows sorted longest first -> consecutive groups as (end row, width), each encoded on its own at its own
+    width, that spend the fewest padded tokens plus `group_cost` per group, none over `max_tokens` (rows x
+    width; a single window always fits). Widths are rounded up to `multiple`. Exact, by dynamic programming."""
+    widths = -(-np.asarray(lengths, dtype=np.int64) // multiple) * multiple
+    n = len(widths)
+    best, cut = np.zeros(n + 1), np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        starts = np.arange(end)
+        tokens = (end - starts) * widths[:end]
+        cost = np.where((tokens <= max_tokens) | (starts == end - 1), best[:end] + tokens + group_cost, np.inf)
+        cut[end] = int(np.argmin(cost))
+        best[end] = cost[cut[end]]
+    groups, end = [], n
+    while end > 0:
+        groups.append((end, int(widths[cut[end]])))
+        end = int(cut[end])
+    return groups[::-1]
+
+
+class Collator:
+    """Pads a batch to its longest example (rounded up to `pad_to_multiple_of`) and builds multi-hot labels.
+    With chunked documents and `group_tokens`, the windows run longest first in groups of similar length
+    (`window_groups`, at most `group_tokens` padded tokens each): the short last windows of documents no longer
+    pad to the longest window, and no group holds more tokens than a batch of whole windows would."""
+
+    def __init__(self, examples: TokenizedExamples, pad_token_id: int, pad_to_multiple_of: int = 1,
+                 group_tokens: int | None = None):
         self.examples, self.pad_token_id, self.multiple = examples, pad_token_id, pad_to_multiple_of
+        self.group_tokens = group_tokens
 
     def __call__(self, indices) -> dict:
         """`labels` and `index` have a row per document; `input_ids` and `attention_mask` a row per window,
-        and with chunked documents `window_doc` gives each window's document (its row in `labels`)."""
+        and with chunked documents `window_doc` gives each window's document (its row in `labels`) and
+        `window_groups` (when grouped) each group's end row and width."""
         ex = self.examples
         indices = np.asarray(indices)
-        window_doc = [(w, d) for d, i in enumerate(indices) for w in ex.windows_of(i)]
-        windows = [w for w, _ in window_doc]
+        window_doc = np.array([(w, d) for d, i in enumerate(indices) for w in ex.windows_of(i)],
+                              dtype=np.int64).reshape(-1, 2)
+        grouped = ex.doc_offsets is not None and self.group_tokens is not None
+        if grouped:
+            window_doc = window_doc[np.argsort(-ex.window_lengths[window_doc[:, 0]], kind="stable")]
+        windows = window_doc[:, 0]
         lengths = ex.window_lengths[windows]
         width = -(-int(lengths.max()) // self.multiple) * self.multiple
         input_ids = np.full((len(windows), width), self.pad_token_id, dtype=np.int64)
@@ -208,7 +245,9 @@ class Collator:
                  "labels": torch.from_numpy(labels),
                  "index": torch.from_numpy(indices.astype(np.int64))}
         if ex.doc_offsets is not None:
-            batch["window_doc"] = torch.tensor([d for _, d in window_doc])
+            batch["window_doc"] = torch.from_numpy(window_doc[:, 1].copy())
+        if grouped:
+            batch["window_groups"] = torch.tensor(window_groups(lengths, self.multiple, self.group_tokens))
         return batch
 
 

@@ -108,7 +108,7 @@ TRAIN_FIELDS = (
     Field("epochs", 5, "passes over the training data", OPTIM, int, check="at_least_1", resume="applied"),
     Field("batch_size", 16, "per device", OPTIM, int, check="at_least_1"),
     Field("eval_batch_size", 64, "per device, in validation", OPTIM, int, check="at_least_1", resume="applied"),
-    Field("lr", 5e-5, "encoder learning rate (peak)", OPTIM, float, check="positive", resume="applied"),
+    Field("lr", 1e-4, "encoder learning rate (peak)", OPTIM, float, check="positive", resume="applied"),
     Field("head_lr_mult", 10.0, "the new head learns this many times faster", OPTIM, float, check="zero_or_more",
           resume="applied"),
     Field("weight_decay", 0.01, "AdamW's, on weight matrices only", OPTIM, float, check="zero_or_more",

@@ -17,7 +17,8 @@ def document_logits(model, batch: dict, device: torch.device, non_blocking: bool
     window_doc = batch.get("window_doc")
     return model(batch["input_ids"].to(device, non_blocking=non_blocking),
                  batch["attention_mask"].to(device, non_blocking=non_blocking),
-                 None if window_doc is None else window_doc.to(device, non_blocking=non_blocking), len(batch["labels"]))
+                 None if window_doc is None else window_doc.to(device, non_blocking=non_blocking), len(batch["labels"]),
+                 batch.get("window_groups"))
 
 
 def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: float = 1.0, log_every: int = 10,

@@ -38,13 +38,18 @@ class MultiLabelClassifier(nn.Module):
         self.dropout = Dropout(dropout) if fast_paths else nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                window_doc: torch.Tensor | None = None, num_docs: int | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, window_doc: torch.Tensor | None = None,
+                num_docs: int | None = None, window_groups: torch.Tensor | None = None) -> torch.Tensor:
         """Logits in fp32, a row per text; with `window_doc` (the rows are windows of chunked documents, and
         window i belongs to document window_doc[i] of `num_docs`) a row per document, its windows' logits pooled
-        (max or mean). Each window is encoded on its own, so a document's logits do not depend on what shares
+        (max or mean); `window_groups` (on the host) runs the windows in groups, each at its own width
+        (`grouped`). Each window is encoded on its own, so a document's logits do not depend on what shares
         its batch. Under autocast the pooling and the head stay fp32: a bf16 head tied the probabilities of many
         labels, which blunts threshold tuning and the ranking metrics, and costs a sliver of the work."""
+        logits = grouped(self.window_logits, input_ids, attention_mask, window_groups)
+        return logits if window_doc is None else pool_windows(logits, window_doc, num_docs, self.chunk_pool)
+
+    def window_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         with torch.autocast(states.device.type, enabled=False):
             states = states.float()
@@ -53,8 +58,20 @@ class MultiLabelClassifier(nn.Module):
             else:
                 mask = attention_mask.unsqueeze(-1).to(states.dtype)
                 pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-            logits = self.head(self.dropout(pooled))
-            return logits if window_doc is None else pool_windows(logits, window_doc, num_docs, self.chunk_pool)
+            return self.head(self.dropout(pooled))
+
+
+def grouped(logits_of, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+            window_groups: torch.Tensor | None) -> torch.Tensor:
+    """`logits_of(input_ids, attention_mask)` over all rows, or group by group: rows up to each (end row, width)
+    of `window_groups`, cut to that width (data/batching.py, `window_groups`)."""
+    if window_groups is None:
+        return logits_of(input_ids, attention_mask)
+    parts, start = [], 0
+    for end, width in window_groups.tolist():
+        parts.append(logits_of(input_ids[start:end, :width], attention_mask[start:end, :width]))
+        start = end
+    return torch.cat(parts)
 
 
 def pool_windows(logits: torch.Tensor, window_doc: torch.Tensor, n_docs: int, how: str) -> torch.Tensor:

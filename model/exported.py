@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from model import build_from_checkpoint, pool_windows, supported_attention
+from model import build_from_checkpoint, grouped, pool_windows, supported_attention
 
 METADATA_KEY = "multi_label"
 FORMAT_VERSION = 1
@@ -193,15 +193,15 @@ def write_onnx(classifier: nn.Module, state: dict, path: str, example: tuple) ->
 
 
 class ServedModel(nn.Module):
-    """An exported model behind the classifier's call: (input_ids, attention_mask, window_doc, num_docs) ->
-    logits, a row per window or (with window_doc) per document, pooled as in training."""
+    """An exported model behind the classifier's call: (input_ids, attention_mask, window_doc, num_docs,
+    window_groups) -> logits, a row per window or (with window_doc) per document, pooled as in training."""
 
     def __init__(self, logits_of, chunk_pool: str, module: nn.Module | None = None):
         super().__init__()
         self.logits_of, self.chunk_pool, self.module = logits_of, chunk_pool, module
 
-    def forward(self, input_ids, attention_mask, window_doc=None, num_docs=None):
-        logits = self.logits_of(input_ids, attention_mask).float()
+    def forward(self, input_ids, attention_mask, window_doc=None, num_docs=None, window_groups=None):
+        logits = grouped(self.logits_of, input_ids, attention_mask, window_groups).float()
         return logits if window_doc is None else pool_windows(logits, window_doc, num_docs, self.chunk_pool)
 
 

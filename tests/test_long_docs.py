@@ -9,6 +9,8 @@ import evaluate
 import train
 from conftest import FILLER, KEYWORDS, LABELS, epochs_of, tiny_train_args, write_flag_tsv
 from data import Examples, LongDoc, build_loader, tokenize
+from data.batching import window_groups
+from engine.loop import document_logits
 from engine.inference import Predictor
 from model import load_tokenizer
 
@@ -85,6 +87,31 @@ def test_chunked_probabilities_do_not_depend_on_the_batch(chunked_run, late_evid
         np.testing.assert_allclose(other, probs[0], atol=1e-6)
 
 
+def test_windows_in_groups_of_similar_length_give_the_probabilities_of_one_padded_batch(chunked_run):
+    out, _ = chunked_run
+    predictor = Predictor(str(out / "best.pt"))
+    texts = [" ".join(FILLER[:n]) for n in (3, 25, 40, 12, 7, 33, 18, 2)]  # 1 to 3 windows, last ones short
+    examples = tokenize(Examples.unlabelled(texts), predictor.tokenizer, WINDOW, len(LABELS),
+                        long_doc=LongDoc("chunk", stride=4))
+    loader = build_loader(examples, 8, predictor.tokenizer.pad_token_id, shuffle=False)
+    batch = next(iter(loader))
+    assert len(batch["window_groups"]) > 1
+    one_tensor = {key: value for key, value in batch.items() if key != "window_groups"}
+    grouped, padded = (document_logits(predictor.model.eval(), b, torch.device("cpu")) for b in (batch, one_tensor))
+    torch.testing.assert_close(grouped, padded, atol=1e-5, rtol=0)
+
+
+def test_window_groups_spend_the_fewest_padded_tokens_within_the_cap():
+    lengths = np.array([16, 16, 16, 5, 4, 3])
+    assert window_groups(lengths, 1, max_tokens=10 ** 6, group_cost=0) == [(3, 16), (4, 5), (5, 4), (6, 3)]
+    assert window_groups(lengths, 1, max_tokens=10 ** 6, group_cost=100) == [(6, 16)]
+    capped = window_groups(lengths, 1, max_tokens=32, group_cost=0)
+    sizes = [(end - start) * width for (start, _), (end, width) in zip([(0, 0)] + capped, capped)]
+    assert max(sizes) <= 32 and sum(sizes) == lengths.sum()  # no padding, no group over the cap
+    assert window_groups(lengths, 8, max_tokens=10 ** 6, group_cost=1) == [(3, 16), (6, 8)]  # widths of 8s
+    assert window_groups(np.array([40]), 1, max_tokens=8) == [(1, 40)]  # one window always fits
+
+
 def test_evaluate_reproduces_the_logged_chunked_validation_metrics(chunked_run, tmp_path):
     out, _ = chunked_run
     best = torch.load(out / "best.pt", weights_only=True)
@@ -104,8 +131,15 @@ def test_a_batch_holds_whole_documents_and_pools_their_windows(tiny_bert):
     seen = []
     for batch in loader:
         windows = [len(examples.windows_of(i)) for i in batch["index"].tolist()]
-        assert batch["window_doc"].tolist() == [d for d, n in enumerate(windows) for _ in range(n)]
+        assert sorted(batch["window_doc"].tolist()) == [d for d, n in enumerate(windows) for _ in range(n)]
         assert batch["labels"].shape[0] == len(windows) == 2
+        lengths = batch["attention_mask"].sum(1).tolist()
+        assert lengths == sorted(lengths, reverse=True)  # longest first, so that groups of similar length are runs
+        start = 0
+        for end, width in batch["window_groups"].tolist():  # the groups tile the rows, each at its longest row
+            assert end > start and width == lengths[start]
+            start = end
+        assert start == len(lengths)
         seen += batch["index"].tolist()
     assert sorted(seen) == [0, 1, 2, 3]
     from model import pool_windows
