@@ -10,9 +10,10 @@
 #            computes, and the ops with the most GPU and host time (profile-profile.txt);
 #   long     bench/speed.py on long documents cut at 300 tokens: (a) the notebook's Trainer, (b) the tuned
 #            Trainer, (c) this codebase truncating, (d) this codebase with --long-doc chunk (every window);
-#   compile  (c) with --compile on the same documents (its first steps and first validation batch compile),
-#            profiled as above after the timed steps (profile-compile.txt);
-#   graphs   as compile, in the mode that replays CUDA graphs (--compile-mode reduce-overhead);
+#   compile  (c) with --compile on --compile-mode default on the same documents (its first steps and first
+#            validation batch compile), profiled as above after the timed steps (profile-compile.txt);
+#   graphs   (c) as it runs by default on a GPU: --compile auto, CUDA graphs (reduce-overhead) with lengths
+#            padded to buckets of 16 tokens; the other speed parts run eager (--compile off);
 #   long512  as long, at 512 tokens;
 #   mpnet    (b) and (c) at 512 tokens with a random MPNet of the same shape: transformers' eager attention
 #            against ours on SDPA (model/mpnet_attention.py);
@@ -107,17 +108,18 @@ for part in $parts; do
   case $part in
     tests) cuda_tests ;;
     profile) speed profile "long documents, 300 tokens, (c) profiled" long c "$speed_timeout" "${profile_flags[@]}" \
-        --profile-out "$out/profile-profile.txt" ;;
-    long) speed long "long documents, 300 tokens" long abcd "$speed_timeout" ;;
-    compile) speed compile "long documents, 300 tokens, (c) with --compile" long c "$compile_timeout" \
-        --warmup-steps 12 --profile-out "$out/profile-compile.txt" --ours-flags --compile ;;
-    graphs) speed graphs "long documents, 300 tokens, (c) with --compile --compile-mode reduce-overhead" long c \
-        "$compile_timeout" --warmup-steps 12 --profile-out "$out/profile-graphs.txt" --ours-flags --compile \
-        --compile-mode reduce-overhead ;;
-    long512) speed long512 "long documents, 512 tokens" long abcd "$speed_timeout" --max-length 512 ;;
-    mpnet) model="$work/data/model-mpnet" speed mpnet "long documents, 512 tokens, MPNet" long bc "$speed_timeout" \
-        --max-length 512 ;;
-    short) speed short "short documents" short abc "$speed_timeout" ;;
+        --profile-out "$out/profile-profile.txt" --ours-flags --compile off ;;
+    long) speed long "long documents, 300 tokens, eager" long abcd "$speed_timeout" --ours-flags --compile off ;;
+    compile) speed compile "long documents, 300 tokens, (c) with --compile on --compile-mode default" long c \
+        "$compile_timeout" --warmup-steps 12 --profile-out "$out/profile-compile.txt" --ours-flags --compile on \
+        --compile-mode default ;;
+    graphs) speed graphs "long documents, 300 tokens, (c) as by default on a GPU (--compile auto: CUDA graphs)" long \
+        c "$compile_timeout" --warmup-steps 12 --profile-out "$out/profile-graphs.txt" ;;
+    long512) speed long512 "long documents, 512 tokens, eager" long abcd "$speed_timeout" --max-length 512 \
+        --ours-flags --compile off ;;
+    mpnet) model="$work/data/model-mpnet" speed mpnet "long documents, 512 tokens, MPNet, eager" long bc \
+        "$speed_timeout" --max-length 512 --ours-flags --compile off ;;
+    short) speed short "short documents, eager" short abc "$speed_timeout" --ours-flags --compile off ;;
     *) echo "unknown part: $part (tests, profile, long, compile, graphs, long512, mpnet, short)" >> "$report"; failed+=("part $part") ;;
   esac
 done

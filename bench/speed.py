@@ -201,7 +201,7 @@ def run_ours(args, variant: str) -> dict:
             collate.group_tokens = None
     torch.manual_seed(cfg["seed"])
     state = build_train_state(cfg, len(data.label_names), args.warmup_steps + args.steps, device)
-    state.wrap(False, cfg["compile_mode"] if cfg["compile"] else None)
+    state.wrap(False, cfg["compiled"])
     model, amp_dtype = state.model, state.amp_dtype
     loss_fn, _, _ = training_loss(cfg, data.splits["train"].labels, len(data.label_names), device)
     loader, val_loader, val_set = data.train_loader, data.val_loader, data.val_loader.dataset

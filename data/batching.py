@@ -188,12 +188,11 @@ similar length (`window_groups`); on a CPU a call of a few rows costs far less t
 Long documents)."""
 
 
-def window_groups(lengths: np.ndarray, multiple: int, max_tokens: int,
-                  group_cost: int = GROUP_COST_TOKENS) -> list[tuple[int, int]]:
-    """Windows sorted longest first -> consecutive groups as (end row, width), each encoded on its own at its own
-    width, that spend the fewest padded tokens plus `group_cost` per group, none over `max_tokens` (rows x
-    width; a single window always fits). Widths are rounded up to `multiple`. Exact, by dynamic programming."""
-    widths = -(-np.asarray(lengths, dtype=np.int64) // multiple) * multiple
+def window_groups(widths: np.ndarray, max_tokens: int, group_cost: int = GROUP_COST_TOKENS) -> list[tuple[int, int]]:
+    """The padded widths of windows sorted longest first -> consecutive groups as (end row, width), each encoded
+    on its own at its own width, that spend the fewest padded tokens plus `group_cost` per group, none over
+    `max_tokens` (rows x width; a single window always fits). Exact, by dynamic programming."""
+    widths = np.asarray(widths, dtype=np.int64)
     n = len(widths)
     best, cut = np.zeros(n + 1), np.zeros(n + 1, dtype=np.int64)
     for end in range(1, n + 1):
@@ -210,15 +209,20 @@ def window_groups(lengths: np.ndarray, multiple: int, max_tokens: int,
 
 
 class Collator:
-    """Pads a batch to its longest example (rounded up to `pad_to_multiple_of`) and builds multi-hot labels.
-    With chunked documents and `group_tokens`, the windows run longest first in groups of similar length
-    (`window_groups`, at most `group_tokens` padded tokens each): the short last windows of documents no longer
-    pad to the longest window, and no group holds more tokens than a batch of whole windows would."""
+    """Pads a batch to its longest example, rounded up to `pad_to_multiple_of` but never past `max_width` (so a
+    compiled model sees few shapes), and builds multi-hot labels. With chunked documents and `group_tokens`, the
+    windows run longest first in groups of similar length (`window_groups`, at most `group_tokens` padded tokens
+    each): the short last windows of documents no longer pad to the longest window, and no group holds more
+    tokens than a batch of whole windows would."""
 
     def __init__(self, examples: TokenizedExamples, pad_token_id: int, pad_to_multiple_of: int = 1,
-                 group_tokens: int | None = None):
+                 group_tokens: int | None = None, max_width: int | None = None):
         self.examples, self.pad_token_id, self.multiple = examples, pad_token_id, pad_to_multiple_of
-        self.group_tokens = group_tokens
+        self.group_tokens, self.max_width = group_tokens, max_width
+
+    def padded(self, lengths: np.ndarray) -> np.ndarray:
+        widths = -(-np.asarray(lengths, dtype=np.int64) // self.multiple) * self.multiple
+        return widths if self.max_width is None else np.maximum(lengths, np.minimum(widths, self.max_width))
 
     def __call__(self, indices) -> dict:
         """`labels` and `index` have a row per document; `input_ids` and `attention_mask` a row per window,
@@ -233,7 +237,7 @@ class Collator:
             window_doc = window_doc[np.argsort(-ex.window_lengths[window_doc[:, 0]], kind="stable")]
         windows = window_doc[:, 0]
         lengths = ex.window_lengths[windows]
-        width = -(-int(lengths.max()) // self.multiple) * self.multiple
+        width = int(self.padded(lengths.max(keepdims=True))[0])
         input_ids = np.full((len(windows), width), self.pad_token_id, dtype=np.int64)
         for row, (w, n) in enumerate(zip(windows, lengths)):
             input_ids[row, :n] = ex.token_ids[ex.offsets[w]:ex.offsets[w] + n]
@@ -247,7 +251,7 @@ class Collator:
         if ex.doc_offsets is not None:
             batch["window_doc"] = torch.from_numpy(window_doc[:, 1].copy())
         if grouped:
-            batch["window_groups"] = torch.tensor(window_groups(lengths, self.multiple, self.group_tokens))
+            batch["window_groups"] = torch.tensor(window_groups(self.padded(lengths), self.group_tokens))
         return batch
 
 

@@ -90,7 +90,7 @@ def evaluate_checkpoint(flags: dict) -> dict:
     """evaluate.py's work: the checkpoint's model on the chosen data, the metrics printed and written."""
     check_values(EVALUATE_FIELDS, flags)
     check_machine(EVALUATE_FIELDS, flags)
-    predictor = Predictor(flags["ckpt"], flags["device"], flags["amp"], flags["batch_size"])
+    predictor = Predictor(flags["ckpt"], flags["device"], flags["amp"], flags["batch_size"], compile=True)
     cfg, label_names = predictor.config, predictor.label_names
     refuse_writing_over_inputs({"--output": flags["output"] or default_output(flags),
                                 "--save-predictions": flags["save_predictions"]}, [flags["ckpt"], flags["data"] or cfg["data"]])

@@ -95,12 +95,14 @@ TRAIN_FIELDS = (
     Field("fast_paths", "on", "the CPU fast paths of model/cpu_fast.py (dropout masks, attention kernels, "
           "allocator, bf16 only where fast); off: PyTorch and transformers as they ship", MODEL,
           choices=("on", "off"), before="on"),
-    Field("compile", False, "torch.compile the model for training and validation, with the CPU fast paths off: "
-          "each new batch shape costs a compile first (tens of seconds); docs/results.md, Speed", MODEL, bool,
-          resume="applied", before=False),
-    Field("compile_mode", "default", "with --compile: torch.compile's mode; reduce-overhead replays CUDA graphs, "
-          "taking the host's cost of launching each kernel off a GPU that waits on it", MODEL,
-          choices=("default", "reduce-overhead", "max-autotune"), resume="applied", before="default"),
+    Field("compile", "auto", "torch.compile the model for training and validation, with the CPU fast paths off, and "
+          "pad lengths to multiples of 16 tokens so that batches take few shapes (the first steps compile); auto: "
+          "on a GPU unless --long-doc chunk (whose windows per batch vary), off on a CPU, where the eager fast "
+          "paths are faster; docs/results.md, Speed", MODEL, choices=("auto", "on", "off"), resume="applied",
+          before="off"),
+    Field("compile_mode", "auto", "torch.compile's mode; reduce-overhead replays CUDA graphs, taking the host's cost "
+          "of launching each kernel off a GPU that waits on it; auto: reduce-overhead on a GPU, default elsewhere",
+          MODEL, choices=("auto", "default", "reduce-overhead", "max-autotune"), resume="applied", before="default"),
     Field("freeze_embeddings", "word", "keep embeddings as pretrained: word (the word-embedding matrix: half of "
           "MiniLM's weights, which a dense AdamW update would rewrite every step for the few hundred rows a batch "
           "uses) or all (also position and token-type embeddings and their LayerNorm)", MODEL,
@@ -157,6 +159,8 @@ TRAIN_FIELDS = (
           resume="recorded"),
     Field("attention_impl", None, "the attention kernel the encoder runs", choices=("sdpa", "eager", "plain_or_sdpa"),
           resume="recorded"),
+    Field("compiled", None, "the torch.compile mode --compile resolved to, or off",
+          choices=("off", "default", "reduce-overhead", "max-autotune"), resume="recorded", before="off"),
     Field("world_size", None, "processes that trained together", kind=int, check="at_least_1", resume="recorded",
           before=1),
     Field("num_labels", None, "labels of the run", kind=int, check="at_least_1", resume="recorded", before=None),
@@ -306,6 +310,10 @@ def upgrade(config: dict) -> tuple[dict, dict]:
                 config[new] = filled[new] = convert(value)
     if isinstance(config.get("select_metric"), str):
         config["select_metric"] = current_name(config["select_metric"])
+    if isinstance(config.get("compile"), bool):  # --compile was a switch until 2026-12-02
+        config["compile"] = filled["compile"] = "on" if config["compile"] else "off"
+        config.setdefault("compiled", config.get("compile_mode", "default") if config["compile"] == "on" else "off")
+        filled["compiled"] = config["compiled"]
     for f in TRAIN_FIELDS:
         if f.name in config:
             continue

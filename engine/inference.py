@@ -10,6 +10,7 @@ from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import CheckpointError, labels_problem, load_checkpoint
 from engine.config import ConfigError, config_problem, upgrade
 from engine.loop import collect_probabilities
+from engine.state import compile_plan
 from engine.losses import build_loss
 from engine.metrics import binarize
 from model import build_from_checkpoint, cpu_fast
@@ -19,12 +20,17 @@ class Predictor:
     """A checkpoint's model and tokenizer, ready to turn examples into label probabilities; or, for a folder
     export.py wrote, the exported model (fp32, no loss: `probabilities` gives a loss of 0)."""
 
-    def __init__(self, ckpt: str, device: str = "cpu", amp: str | None = None, batch_size: int | None = None):
+    def __init__(self, ckpt: str, device: str = "cpu", amp: str | None = None, batch_size: int | None = None,
+                 compile: bool = False):
+        """`compile`: on a GPU, as the run's --compile resolves there (evaluate.py; predict.py's few texts would
+        spend longer compiling than predicting, and on a CPU the eager fast paths are faster)."""
         self.device = torch.device(device)
         if os.path.isdir(ckpt):
             self.load_export(ckpt, batch_size)
             return
         self.state = load_checkpoint(ckpt)
+        plan = compile_plan(self.state["config"], self.device) if compile and self.device.type == "cuda" else "off"
+        self.state["config"] = {**self.state["config"], "compiled": plan}  # this evaluation's, not the training's
         self.config, self.label_names = self.state["config"], self.state["label_names"]
         if cpu_fast.enabled(self.config):
             cpu_fast.keep_freed_memory(self.device)
@@ -38,6 +44,8 @@ class Predictor:
             raise CheckpointError(f"{ckpt}: its weights, encoder config or tokenizer do not fit together "
                                   f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         self.model.to(self.device)
+        if plan != "off":
+            self.model = torch.compile(self.model, dynamic=True, **({} if plan == "default" else {"mode": plan}))
         self.batch_size = batch_size or self.config["eval_batch_size"]
         pos_weight, prior = self.state.get("pos_weight"), self.state.get("label_prior")
         self.loss_fn = build_loss(self.config, *(t.to(self.device) if t is not None else None
@@ -63,7 +71,8 @@ class Predictor:
         """(probabilities, multi-hot gold labels, mean loss) in the order of `examples`."""
         tokenized = tokenize(examples, self.tokenizer, self.config["max_length"], len(self.label_names), cache_dir,
                              LongDoc.from_config(self.config))
-        loader = build_loader(tokenized, self.batch_size, self.tokenizer.pad_token_id, False, device=self.device)
+        loader = build_loader(tokenized, self.batch_size, self.tokenizer.pad_token_id, False, device=self.device,
+                              compiled=self.config["compiled"] != "off", max_length=self.config["max_length"])
         return collect_probabilities(self.model, loader, self.device, self.amp_dtype, self.loss_fn)
 
 

@@ -27,8 +27,8 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
     the batches of `loader` that are left of this epoch. After every optimizer step, `state.progress` says
     where the epoch stands (step, batches, examples and tokens done) and `on_step(state)` runs (to save, or stop on a signal). The
     loss stays on the device between log points: no host sync in the hot loop. Returns the epoch's mean loss
-    (over all its batches, those before a resume included), its examples and tokens (likewise) and the speed of
-    this part of it."""
+    (over all its batches, those before a resume included), its examples and tokens (likewise), the speed of
+    this part of it and the seconds to its first optimizer step (a compiled model's first compile)."""
     model, optimizer, scheduler, scaler = state.forward_model, state.optimizer, state.scheduler, state.scaler
     device, amp_dtype, progress = state.device, state.amp_dtype, state.progress
     batches_before, examples_before, tokens_before = (progress[key] for key in ("batches_done", "examples_done",
@@ -36,7 +36,7 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
     model.train()
     non_blocking = device.type == "cuda"
     window_loss, window_batches = torch.zeros((), device=device, dtype=torch.float64), 0
-    n_batches, n_examples, n_tokens = len(loader), 0, 0
+    n_batches, n_examples, n_tokens, first_step_seconds = len(loader), 0, 0, None
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"train {epoch_label}", leave=False, dynamic_ncols=True, disable=logger is None)
     optimizer.zero_grad(set_to_none=True)
@@ -64,6 +64,8 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         progress["step"] += 1
+        if first_step_seconds is None:  # under torch.compile, the first step compiles
+            first_step_seconds = time.perf_counter() - start
         progress.update(batches_done=batches_before + i + 1, examples_done=examples_before + n_examples,
                         tokens_done=tokens_before + n_tokens)
         if progress["step"] % log_every == 0 or i + 1 == n_batches:
@@ -81,7 +83,7 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
     seconds = time.perf_counter() - start
     return {"loss": average(state.loss_sum.item() / max(1, progress["batches_done"])),
             "examples": progress["examples_done"], "tokens": progress["tokens_done"], "seconds": seconds,
-            "examples_per_s": n_examples / max(seconds, 1e-9)}
+            "examples_per_s": n_examples / max(seconds, 1e-9), "first_step_seconds": first_step_seconds or 0.0}
 
 
 @torch.no_grad()

@@ -51,13 +51,13 @@ class TrainState:
                          "examples_done": 0, "tokens_done": 0}
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
 
-    def wrap(self, distributed: bool, compile_mode: str | None) -> None:
+    def wrap(self, distributed: bool, compile_mode: str) -> None:
         """What the loop calls: under DDP the model's DistributedDataParallel wrapper, then compiled with
-        `compile_mode` (None: eager)."""
+        `compile_mode` ("off": eager)."""
         if distributed:
             self.forward_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if compile_mode:
+        if compile_mode != "off":
             self.compile(compile_mode)
 
     def compile(self, mode: str = "default") -> None:
@@ -117,10 +117,22 @@ class TrainState:
         return bool(torch.stack(finite).all()) and bool(torch.isfinite(self.loss_sum))
 
 
+def compile_plan(cfg: dict, device: torch.device) -> str:
+    """The torch.compile mode `--compile` and `--compile-mode` resolve to on `device`, or "off". auto compiles on a
+    GPU, where an eager step leaves it waiting on the host's kernel launches and CUDA graphs (reduce-overhead)
+    trained 3.2x faster on an H100 (docs/results.md, GPU check), unless --long-doc chunk, whose batches hold a
+    varying number of windows and so would record ever more graphs; on a CPU the eager fast paths are faster."""
+    cuda = device.type == "cuda"
+    if cfg["compile"] == "off" or (cfg["compile"] == "auto" and (not cuda or cfg["long_doc"] == "chunk")):
+        return "off"
+    return ("reduce-overhead" if cuda else "default") if cfg["compile_mode"] == "auto" else cfg["compile_mode"]
+
+
 def resolve_kernels(cfg: dict, device: torch.device, trained_amp: str | None = None) -> None:
-    """Decides, for this device, what the config leaves to the run: the autocast dtype (`trained_amp`: the one a
-    resumed run keeps) and the attention kernel asked of the encoder, recorded in `cfg`; with the CPU fast paths
-    on, freed memory is kept for reuse (model/cpu_fast.py)."""
+    """Decides, for this device, what the config leaves to the run: whether and how it compiles, the autocast
+    dtype (`trained_amp`: the one a resumed run keeps) and the attention kernel asked of the encoder, recorded in
+    `cfg`; with the CPU fast paths on, freed memory is kept for reuse (model/cpu_fast.py)."""
+    cfg["compiled"] = compile_plan(cfg, device)
     fast = cpu_fast.enabled(cfg)
     if fast:
         cpu_fast.keep_freed_memory(device)

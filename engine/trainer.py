@@ -21,7 +21,7 @@ from engine.losses import log_odds, training_loss
 from engine.metrics import binarize, f1_scores, multilabel_metrics
 from engine.optim import set_learning_rates
 from engine.run_folder import RunFolder
-from engine.state import build_train_state, resolve_kernels, seed_everything
+from engine.state import build_train_state, compile_plan, resolve_kernels, seed_everything
 from engine.thresholds import tune_thresholds
 from model import cpu_fast, load_encoder_config, load_tokenizer, position_limit, tokenizer_files
 
@@ -61,10 +61,12 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
         log("windows per document: " + ", ".join(
             f"{name} {len(ex.window_lengths) / max(1, len(ex)):.2f} on average, at most {ex.max_windows()}"
             for name, ex in (("train", train_set), ("validation", val_set))))
+    compiled = compile_plan(cfg, torch.device(device)) != "off"
     train_loader = build_loader(train_set, cfg["batch_size"], tokenizer.pad_token_id, True, cfg["seed"], device,
-                                cfg["workers"], rank, world_size)
+                                cfg["workers"], rank, world_size, compiled, cfg["max_length"])
     val_loader = build_loader(val_set, cfg["eval_batch_size"], tokenizer.pad_token_id, False, device=device,
-                              workers=cfg["workers"], rank=rank, world_size=world_size)
+                              workers=cfg["workers"], rank=rank, world_size=world_size, compiled=compiled,
+                              max_length=cfg["max_length"])
     fingerprints = {split: splits[split].fingerprint() for split in ("train", "validation")}
     return RunData(splits, label_names, tokenizer, train_loader, val_loader, fingerprints)
 
@@ -214,7 +216,7 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
     elif cfg["head_bias"] == "prior":
         with torch.no_grad():
             state.model.head.bias.copy_(log_odds(prior))
-    state.wrap(world_size > 1, cfg["compile_mode"] if cfg["compile"] else None)
+    state.wrap(world_size > 1, cfg["compiled"])
     fast = cpu_fast.enabled(cfg)
     checkpoints = Checkpoints(cfg, data, state, pos_weight, prior, folder, signals, world_size)
 
@@ -226,8 +228,9 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
                        purge_step=progress["step"] + 1 if resume else None,
                        records=RunFolder(os.path.dirname(cfg["resume"])).read_metrics(progress["epoch"])
                        if folder and resume else None)
-    log(f"device {device} x{world_size}, amp {cfg['amp_dtype']}, attention {cfg['attention_impl']}, "
-        f"{steps_per_epoch} steps per epoch; run folder {cfg['output_dir']}")
+    log(f"device {device} x{world_size}, amp {cfg['amp_dtype']}, attention {cfg['attention_impl']}, compile "
+        f"{cfg['compiled']}, {steps_per_epoch} steps per epoch; run folder {cfg['output_dir']}")
+    first_epoch = progress["epoch"]
     record = {}
     try:
         for epoch in range(progress["epoch"], cfg["epochs"]):
@@ -241,6 +244,9 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
                                           cfg["log_every"], logger if folder else None, checkpoints.after_step,
                                           f"{epoch + 1}/{cfg['epochs']}")
             signals.deferring = False
+            if cfg["compiled"] != "off" and epoch == first_epoch:
+                log(f"torch.compile ({cfg['compiled']}): the first training step took "
+                    f"{train_stats['first_step_seconds']:.1f} s, compiling included")
             if fast:
                 cpu_fast.release_freed_memory(device)
             val, thresholds = validate(state, data, loss_fn, cfg, logger)

@@ -18,9 +18,10 @@ SWITCH = ("on", "off")
 
 
 def enabled(cfg: dict) -> bool:
-    """Whether a run's config asks for the fast paths (runs from before the switch had them). `--compile` turns
-    them off: they are eager-mode tricks (a NumPy mask, a hook) that would break torch.compile's graphs."""
-    return cfg["fast_paths"] == "on" and not cfg["compile"]
+    """Whether a run's config asks for the fast paths (runs from before the switch had them). A compiled run
+    (`compiled`, what --compile resolved to) has them off: they are eager-mode tricks (a NumPy mask, a hook) that
+    would break torch.compile's graphs."""
+    return cfg["fast_paths"] == "on" and cfg["compiled"] in ("off", None)
 
 
 def keep_mask(shape, p: float) -> torch.Tensor:

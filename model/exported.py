@@ -55,7 +55,7 @@ def serving_model(state: dict, attention: str = "sdpa") -> tuple[nn.Module, obje
     """(the checkpoint's model in fp32 with PyTorch's and transformers' own kernels, eval mode; its tokenizer).
     ONNX takes eager attention: ONNX has no fused attention to map SDPA to, and MPNet's relative-position bias
     on SDPA (model/mpnet_attention.py) does not survive torch.export's decomposition at dynamic lengths."""
-    config = {**state["config"], "fast_paths": "off", "compile": False, "attention_impl": attention}
+    config = {**state["config"], "fast_paths": "off", "compile": "off", "compiled": "off", "attention_impl": attention}
     model, tokenizer = build_from_checkpoint({**state, "config": config})
     tokenizer.model_max_length = config["max_length"]
     return model.eval(), tokenizer

@@ -21,14 +21,14 @@ def test_a_compiled_run_trains_and_its_checkpoint_evaluates_uncompiled(tiny_bert
 
     monkeypatch.setattr(torch, "compile", compile_on_aot_eager)
     out = tmp_path / "compiled"
-    train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--compile", "--compile-mode", "reduce-overhead",
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--compile", "on", "--compile-mode", "reduce-overhead",
                                "--epochs", "3"))
     assert len(compiled) == 1 and type(compiled[0][0]).__name__ == "MultiLabelClassifier"
     assert compiled[0][1] == "reduce-overhead"
     epochs = epochs_of(out)
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] and epochs[-1]["val_micro_f1"] > 0.3
     best = torch.load(out / "best.pt", weights_only=True)
-    assert best["config"]["compile"] and not any("_orig_mod" in key for key in best["model"])
+    assert best["config"]["compiled"] == "reduce-overhead" and not any("_orig_mod" in key for key in best["model"])
     logged = next(r for r in epochs if r["step"] == best["progress"]["step"])
     result = evaluate.main(["--ckpt", str(out / "best.pt"), "--split", "validation", "--output", str(tmp_path / "m.json")])
     for key in ("micro_f1", "macro_f1", "loss"):  # validation ran compiled; evaluate.py runs the plain model

@@ -1,5 +1,6 @@
 """The run's config: one field table gives the CLI, the defaults a notebook gets, the checks, the resume rules and
 the upgrade of older checkpoints."""
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,36 @@ def test_upgrade_fills_in_what_older_configs_lack_and_says_so(trained_run):
     assert set(today) == set(FIELDS) and "freeze_word_embeddings" not in today
     with pytest.raises(ConfigError, match="its config has no 'model'"):
         upgrade({k: v for k, v in saved.items() if k != "model"})
+    switched = {k: v for k, v in saved.items() if k != "compiled"}  # --compile was a switch until 2026-12-02
+    for was, mode, now, compiled in ((True, "reduce-overhead", "on", "reduce-overhead"), (False, "default", "off", "off")):
+        today, filled = upgrade({**switched, "compile": was, "compile_mode": mode})
+        assert (today["compile"], today["compiled"]) == (now, compiled) and filled == {"compile": now, "compiled": compiled}
+
+
+def test_compile_auto_compiles_on_a_gpu_only_and_not_chunked_windows():
+    from engine.state import compile_plan
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    config = make_config()
+    assert (config["compile"], config["compile_mode"]) == ("auto", "auto")
+    assert compile_plan(config, cpu) == "off" and compile_plan(config, cuda) == "reduce-overhead"
+    assert compile_plan({**config, "long_doc": "chunk"}, cuda) == "off"  # windows per batch vary: unbounded shapes
+    assert compile_plan({**config, "compile": "on"}, cpu) == "default"
+    assert compile_plan({**config, "compile": "on", "compile_mode": "max-autotune"}, cuda) == "max-autotune"
+    assert compile_plan({**config, "compile": "off"}, cuda) == "off"
+
+
+def test_compiled_batches_pad_to_buckets_of_16_tokens_up_to_the_window():
+    from data import build_loader
+    from data.batching import TokenizedExamples
+
+    lengths = [3, 70, 130, 300]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    examples = TokenizedExamples(np.ones(offsets[-1], dtype=np.int32), offsets, [[0]] * 4, 2)
+    widths = {tuple(b["attention_mask"].shape)[1] for b in build_loader(examples, 1, 0, False, compiled=True,
+                                                                       max_length=300)}
+    assert widths == {16, 80, 144, 300}
+    assert {b["attention_mask"].shape[1] for b in build_loader(examples, 1, 0, False)} == set(lengths)
 
 
 def test_an_older_checkpoint_is_read_with_what_it_ran_and_the_reader_is_told(trained_run, tmp_path, capsys):
@@ -72,7 +103,7 @@ def test_an_older_checkpoint_is_read_with_what_it_ran_and_the_reader_is_told(tra
     ("--tune-objective", "macro_f1", "applied"),
     ("--eval-batch-size", "8", "applied"),
     ("--attention", "eager", "applied"),
-    ("--compile", None, "applied"),
+    ("--compile", "on", "applied"),
     ("--device", "cpu", "free"),
 ])
 def test_each_rule_on_resume(trained_run, flag, value, rule):

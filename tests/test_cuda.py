@@ -19,7 +19,25 @@ pytestmark = [pytest.mark.cuda,
 
 
 def cuda_args(tiny_bert, data, out, *extra):
-    return tiny_train_args(tiny_bert, data, out, "--device", "cuda", *extra)
+    """Eager (`--compile off`) unless `extra` says: most tests here check the eager CUDA paths; the compiled
+    default has tests of its own."""
+    return tiny_train_args(tiny_bert, data, out, "--device", "cuda", "--compile", "off", *extra)
+
+
+def run_killed_and_resumed(args: list[str], folder) -> None:
+    """train.py with `args` in a subprocess, SIGKILLed once its first last.pt is written, then resumed to its end."""
+    env = {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+    script = os.path.join(ROOT, "train.py")
+    victim = subprocess.Popen([sys.executable, script, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    while not os.path.exists(folder / "last.pt") and victim.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    resumed = subprocess.run([sys.executable, script, "--resume", "auto", "--output-dir", str(folder)], cwd=ROOT,
+                             env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
@@ -48,16 +66,7 @@ def test_a_run_killed_on_cuda_resumes_to_the_same_weights(tiny_bert, synthetic_f
     reference = subprocess.Popen([sys.executable, script, *cuda_args(tiny_bert, synthetic_folder, whole, *flags)],
                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert reference.wait() == 0, reference.stderr.read()
-    victim = subprocess.Popen([sys.executable, script, *cuda_args(tiny_bert, synthetic_folder, killed, *flags)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while not os.path.exists(killed / "last.pt") and victim.poll() is None:
-        time.sleep(0.01)
-    time.sleep(0.3)
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
-    resumed = subprocess.run([sys.executable, script, "--resume", "auto", "--output-dir", str(killed)], cwd=ROOT,
-                             env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run_killed_and_resumed(cuda_args(tiny_bert, synthetic_folder, killed, *flags), killed)
     a, b = (torch.load(folder / "last.pt", weights_only=True) for folder in (whole, killed))
     differences = {k: (a["model"][k].float() - b["model"][k].float()).abs().max().item() for k in a["model"]}
     assert max(differences.values()) == 0.0, {k: v for k, v in differences.items() if v}
@@ -108,8 +117,8 @@ def test_a_compiled_run_on_cuda_learns_and_its_checkpoint_evaluates_uncompiled(t
     replays CUDA graphs: it learns the task, the checkpoint holds the plain model, and evaluate.py (uncompiled)
     agrees with the compiled validation to bf16 precision (fused kernels round differently)."""
     out = tmp_path / "compiled"
-    summary = train.main(cuda_args(tiny_bert, synthetic_folder, out, "--amp", "bf16", "--compile", "--compile-mode",
-                                   mode))
+    summary = train.main(cuda_args(tiny_bert, synthetic_folder, out, "--amp", "bf16", "--compile", "on",
+                                   "--compile-mode", mode))
     best = torch.load(out / "best.pt", weights_only=True)
     assert summary["best_metric"] > 0.8 and not any("_orig_mod" in key for key in best["model"])
     logged = next(r for r in epochs_of(out) if r["step"] == best["progress"]["step"])
@@ -117,3 +126,32 @@ def test_a_compiled_run_on_cuda_learns_and_its_checkpoint_evaluates_uncompiled(t
                             "--output", str(tmp_path / "m.json")])
     assert result["metrics"]["micro_f1"] == pytest.approx(logged["val_micro_f1"], abs=0.02)
     assert result["metrics"]["loss"] == pytest.approx(logged["val_loss"], rel=1e-2)
+
+
+def test_the_default_compiles_on_cuda_and_its_runs_resume_and_evaluate_as_eager_ones_do(tiny_bert, synthetic_folder,
+                                                                                       tmp_path):
+    """--compile auto on a GPU: CUDA graphs (reduce-overhead), lengths padded to buckets of 16 tokens. The run
+    learns as the eager one does, a killed and resumed run ends where an uninterrupted one does (to bf16
+    precision: graphs are not bitwise across a restart), and evaluate.py (compiled as well) and evaluate.py on the
+    CPU reproduce the logged validation metrics."""
+    flags = ["--epochs", "6", "--save-every", "3", "--amp", "bf16"]
+
+    def default(out):
+        return tiny_train_args(tiny_bert, synthetic_folder, out, "--device", "cuda", *flags)
+
+    whole, killed, eager = tmp_path / "whole", tmp_path / "killed", tmp_path / "eager"
+    train.main(default(whole))
+    train.main(cuda_args(tiny_bert, synthetic_folder, eager, *flags))
+    best = torch.load(whole / "best.pt", weights_only=True)
+    assert best["config"]["compile"] == "auto" and best["config"]["compiled"] == "reduce-overhead"
+    compiled_run, eager_run = epochs_of(whole)[-1], epochs_of(eager)[-1]
+    assert compiled_run["val_micro_f1"] == pytest.approx(eager_run["val_micro_f1"], abs=0.03)
+    assert compiled_run["val_loss"] == pytest.approx(eager_run["val_loss"], rel=5e-2)
+    run_killed_and_resumed(default(killed), killed)
+    assert epochs_of(killed)[-1]["val_micro_f1"] == pytest.approx(compiled_run["val_micro_f1"], abs=0.02)
+    logged = next(r for r in epochs_of(whole) if r["step"] == best["progress"]["step"])
+    for device in ("cuda", "cpu"):
+        result = evaluate.main(["--ckpt", str(whole / "best.pt"), "--split", "validation", "--device", device,
+                                "--output", str(tmp_path / f"{device}.json")])
+        assert result["metrics"]["micro_f1"] == pytest.approx(logged["val_micro_f1"], abs=0.02), device
+        assert result["metrics"]["loss"] == pytest.approx(logged["val_loss"], rel=1e-2), device

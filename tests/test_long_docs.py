@@ -103,13 +103,13 @@ def test_windows_in_groups_of_similar_length_give_the_probabilities_of_one_padde
 
 def test_window_groups_spend_the_fewest_padded_tokens_within_the_cap():
     lengths = np.array([16, 16, 16, 5, 4, 3])
-    assert window_groups(lengths, 1, max_tokens=10 ** 6, group_cost=0) == [(3, 16), (4, 5), (5, 4), (6, 3)]
-    assert window_groups(lengths, 1, max_tokens=10 ** 6, group_cost=100) == [(6, 16)]
-    capped = window_groups(lengths, 1, max_tokens=32, group_cost=0)
+    assert window_groups(lengths, max_tokens=10 ** 6, group_cost=0) == [(3, 16), (4, 5), (5, 4), (6, 3)]
+    assert window_groups(lengths, max_tokens=10 ** 6, group_cost=100) == [(6, 16)]
+    capped = window_groups(lengths, max_tokens=32, group_cost=0)
     sizes = [(end - start) * width for (start, _), (end, width) in zip([(0, 0)] + capped, capped)]
     assert max(sizes) <= 32 and sum(sizes) == lengths.sum()  # no padding, no group over the cap
-    assert window_groups(lengths, 8, max_tokens=10 ** 6, group_cost=1) == [(3, 16), (6, 8)]  # widths of 8s
-    assert window_groups(np.array([40]), 1, max_tokens=8) == [(1, 40)]  # one window always fits
+    assert window_groups([16, 16, 16, 8, 8, 8], max_tokens=10 ** 6, group_cost=1) == [(3, 16), (6, 8)]
+    assert window_groups(np.array([40]), max_tokens=8) == [(1, 40)]  # one window always fits
 
 
 def test_evaluate_reproduces_the_logged_chunked_validation_metrics(chunked_run, tmp_path):
