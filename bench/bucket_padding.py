@@ -21,7 +21,7 @@ def main():
     p.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "data"))
     args = p.parse_args()
     from data import LongDoc, load_examples, tokenize
-    from data.batching import LengthGroupedBatchSampler
+    from data.batching import Collator, LengthGroupedBatchSampler
     from model import load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
@@ -34,8 +34,8 @@ def main():
             real = sum(int(examples.lengths[b].sum()) for b in batches)
             cells = []
             for multiple in (1, 8, 16, 32, 64):
-                widths = [min(-(-int(examples.lengths[b].max()) // multiple) * multiple, args.max_length)
-                          for b in batches]
+                collate = Collator(examples, 0, multiple, max_width=args.max_length)
+                widths = [int(collate.padded(examples.lengths[b]).max()) for b in batches]
                 padded = sum(w * len(b) for w, b in zip(widths, batches))
                 shapes = len({(w, len(b)) for w, b in zip(widths, batches)})
                 cells.append(f"x{multiple}: {padded / real - 1:+.1%} ({shapes} shapes)")

@@ -222,7 +222,7 @@ class Collator:
 
     def padded(self, lengths: np.ndarray) -> np.ndarray:
         widths = -(-np.asarray(lengths, dtype=np.int64) // self.multiple) * self.multiple
-        return widths if self.max_width is None else np.maximum(lengths, np.minimum(widths, self.max_width))
+        return widths if self.max_width is None else np.minimum(widths, self.max_width)
 
     def __call__(self, indices) -> dict:
         """`labels` and `index` have a row per document; `input_ids` and `attention_mask` a row per window,
@@ -237,7 +237,7 @@ class Collator:
             window_doc = window_doc[np.argsort(-ex.window_lengths[window_doc[:, 0]], kind="stable")]
         windows = window_doc[:, 0]
         lengths = ex.window_lengths[windows]
-        width = int(self.padded(lengths.max(keepdims=True))[0])
+        width = int(self.padded(lengths).max())
         input_ids = np.full((len(windows), width), self.pad_token_id, dtype=np.int64)
         for row, (w, n) in enumerate(zip(windows, lengths)):
             input_ids[row, :n] = ex.token_ids[ex.offsets[w]:ex.offsets[w] + n]

@@ -10,7 +10,7 @@ from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import CheckpointError, labels_problem, load_checkpoint
 from engine.config import ConfigError, config_problem, upgrade
 from engine.loop import collect_probabilities
-from engine.state import compile_plan
+from engine.state import compile_plan, compiled_module
 from engine.losses import build_loss
 from engine.metrics import binarize
 from model import build_from_checkpoint, cpu_fast
@@ -45,7 +45,7 @@ class Predictor:
                                   f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         self.model.to(self.device)
         if plan != "off":
-            self.model = torch.compile(self.model, dynamic=True, **({} if plan == "default" else {"mode": plan}))
+            self.model = compiled_module(self.model, plan)
         self.batch_size = batch_size or self.config["eval_batch_size"]
         pos_weight, prior = self.state.get("pos_weight"), self.state.get("label_prior")
         self.loss_fn = build_loss(self.config, *(t.to(self.device) if t is not None else None

@@ -67,8 +67,7 @@ class TrainState:
         runs the same compiled module in eval mode (one more compile), or under DDP the plain model (its ranks
         evaluate apart). The weights stay `model`'s, so checkpoints do not change."""
         distributed = self.forward_model is not self.model
-        options = {} if mode == "default" else {"mode": mode}
-        self.forward_model = torch.compile(self.forward_model, dynamic=True, **options)
+        self.forward_model = compiled_module(self.forward_model, mode)
         if not distributed:
             self.eval_model = self.forward_model
 
@@ -115,6 +114,11 @@ class TrainState:
         """Weights and the epoch's loss so far are all finite (a state worth saving)."""
         finite = [torch.isfinite(p.detach()).all() for p in self.model.parameters()]
         return bool(torch.stack(finite).all()) and bool(torch.isfinite(self.loss_sum))
+
+
+def compiled_module(module: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """torch.compile with dynamic shapes from the start (TrainState.compile says why), in `mode`."""
+    return torch.compile(module, dynamic=True, **({} if mode == "default" else {"mode": mode}))
 
 
 def compile_plan(cfg: dict, device: torch.device) -> str:

@@ -21,7 +21,7 @@ from engine.losses import log_odds, training_loss
 from engine.metrics import binarize, f1_scores, multilabel_metrics
 from engine.optim import set_learning_rates
 from engine.run_folder import RunFolder
-from engine.state import build_train_state, compile_plan, resolve_kernels, seed_everything
+from engine.state import build_train_state, resolve_kernels, seed_everything
 from engine.thresholds import tune_thresholds
 from model import cpu_fast, load_encoder_config, load_tokenizer, position_limit, tokenizer_files
 
@@ -44,7 +44,8 @@ class RunData(NamedTuple):
 
 
 def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 1, log=print) -> RunData:
-    """The run's splits, labels (a resumed run's own), tokenizer and the train and validation loaders."""
+    """The run's splits, labels (a resumed run's own), tokenizer and the train and validation loaders (padded for
+    the compile mode `resolve_kernels` recorded)."""
     splits, label_names = load_examples(
         cfg["data"], cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
         label_names=label_names, val_fraction=cfg["val_fraction"], split_seed=cfg["split_seed"],
@@ -61,7 +62,7 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
         log("windows per document: " + ", ".join(
             f"{name} {len(ex.window_lengths) / max(1, len(ex)):.2f} on average, at most {ex.max_windows()}"
             for name, ex in (("train", train_set), ("validation", val_set))))
-    compiled = compile_plan(cfg, torch.device(device)) != "off"
+    compiled = cfg["compiled"] not in ("off", None)
     train_loader = build_loader(train_set, cfg["batch_size"], tokenizer.pad_token_id, True, cfg["seed"], device,
                                 cfg["workers"], rank, world_size, compiled, cfg["max_length"])
     val_loader = build_loader(val_set, cfg["eval_batch_size"], tokenizer.pad_token_id, False, device=device,
@@ -196,12 +197,12 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
     if cfg["deterministic"]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode, read at first use
         torch.use_deterministic_algorithms(True)
+    resolve_kernels(cfg, device, resume["config"]["amp_dtype"] if resume and "amp" not in changes else None)
     data = build_data(cfg, resume["label_names"] if resume else None, device, rank, world_size, log)
     if resume:
         refuse_changed_data(resume.get("data_fingerprints"), data, cfg["resume"])
 
     record_facts(cfg, resume, changes, device, world_size, len(data.label_names))
-    resolve_kernels(cfg, device, resume["config"]["amp_dtype"] if resume and "amp" not in changes else None)
     steps_per_epoch = -(-len(data.train_loader) // cfg["grad_accum"])
     state = build_train_state(cfg, len(data.label_names), steps_per_epoch * cfg["epochs"], device)
     progress = state.progress

@@ -43,11 +43,11 @@ class MultiLabelClassifier(nn.Module):
         """Logits in fp32, a row per text; with `window_doc` (the rows are windows of chunked documents, and
         window i belongs to document window_doc[i] of `num_docs`) a row per document, its windows' logits pooled
         (max or mean); `window_groups` (on the host) runs the windows in groups, each at its own width
-        (`grouped`). Each window is encoded on its own, so a document's logits do not depend on what shares
+        (`document_rows`). Each window is encoded on its own, so a document's logits do not depend on what shares
         its batch. Under autocast the pooling and the head stay fp32: a bf16 head tied the probabilities of many
         labels, which blunts threshold tuning and the ranking metrics, and costs a sliver of the work."""
-        logits = grouped(self.window_logits, input_ids, attention_mask, window_groups)
-        return logits if window_doc is None else pool_windows(logits, window_doc, num_docs, self.chunk_pool)
+        return document_rows(self.window_logits, input_ids, attention_mask, window_doc, num_docs, window_groups,
+                             self.chunk_pool)
 
     def window_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -61,17 +61,20 @@ class MultiLabelClassifier(nn.Module):
             return self.head(self.dropout(pooled))
 
 
-def grouped(logits_of, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-            window_groups: torch.Tensor | None) -> torch.Tensor:
-    """`logits_of(input_ids, attention_mask)` over all rows, or group by group: rows up to each (end row, width)
-    of `window_groups`, cut to that width (data/batching.py, `window_groups`)."""
+def document_rows(logits_of, input_ids: torch.Tensor, attention_mask: torch.Tensor, window_doc: torch.Tensor | None,
+                  num_docs: int | None, window_groups: torch.Tensor | None, chunk_pool: str) -> torch.Tensor:
+    """`logits_of(input_ids, attention_mask)` over all rows, or group by group (rows up to each (end row, width) of
+    `window_groups`, cut to that width: data/batching.py, `window_groups`); then, with `window_doc`, each
+    document's windows pooled (`pool_windows`)."""
     if window_groups is None:
-        return logits_of(input_ids, attention_mask)
-    parts, start = [], 0
-    for end, width in window_groups.tolist():
-        parts.append(logits_of(input_ids[start:end, :width], attention_mask[start:end, :width]))
-        start = end
-    return torch.cat(parts)
+        logits = logits_of(input_ids, attention_mask)
+    else:
+        parts, start = [], 0
+        for end, width in window_groups.tolist():
+            parts.append(logits_of(input_ids[start:end, :width], attention_mask[start:end, :width]))
+            start = end
+        logits = torch.cat(parts)
+    return logits if window_doc is None else pool_windows(logits, window_doc, num_docs, chunk_pool)
 
 
 def pool_windows(logits: torch.Tensor, window_doc: torch.Tensor, n_docs: int, how: str) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from data.errors import InputError
-from model import build_from_checkpoint, grouped, pool_windows, supported_attention
+from model import build_from_checkpoint, document_rows, supported_attention
 
 METADATA_KEY = "multi_label"
 FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ def serving_model(state: dict, attention: str = "sdpa") -> tuple[nn.Module, obje
     """(the checkpoint's model in fp32 with PyTorch's and transformers' own kernels, eval mode; its tokenizer).
     ONNX takes eager attention: ONNX has no fused attention to map SDPA to, and MPNet's relative-position bias
     on SDPA (model/mpnet_attention.py) does not survive torch.export's decomposition at dynamic lengths."""
-    config = {**state["config"], "fast_paths": "off", "compile": "off", "compiled": "off", "attention_impl": attention}
+    config = {**state["config"], "fast_paths": "off", "compiled": "off", "attention_impl": attention}
     model, tokenizer = build_from_checkpoint({**state, "config": config})
     tokenizer.model_max_length = config["max_length"]
     return model.eval(), tokenizer
@@ -201,8 +201,8 @@ class ServedModel(nn.Module):
         self.logits_of, self.chunk_pool, self.module = logits_of, chunk_pool, module
 
     def forward(self, input_ids, attention_mask, window_doc=None, num_docs=None, window_groups=None):
-        logits = grouped(self.logits_of, input_ids, attention_mask, window_groups).float()
-        return logits if window_doc is None else pool_windows(logits, window_doc, num_docs, self.chunk_pool)
+        return document_rows(lambda ids, mask: self.logits_of(ids, mask).float(), input_ids, attention_mask,
+                             window_doc, num_docs, window_groups, self.chunk_pool)
 
 
 def load_exported(folder: str, device: str = "cpu") -> tuple[ServedModel, object, dict]:
