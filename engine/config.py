@@ -126,8 +126,9 @@ TRAIN_FIELDS = (
           "(sqrt), capped by --pos-weight-max; sqrt lets rare labels be learned (README, Rare labels)", OPTIM,
           choices=("none", "auto", "sqrt"), before="none"),
     Field("pos_weight_max", 10.0, "cap of --pos-weight", OPTIM, float, check="positive"),
-    Field("head_bias", "zero", "the head's initial bias: 0, or each label's log-odds in the training data", OPTIM,
-          choices=("zero", "prior"), before="zero"),
+    Field("head_bias", "prior", "the head's initial bias: each label's log-odds in the training data, or 0; prior "
+          "let many labels be learned on EU law (docs/results.md, EU law)", OPTIM, choices=("zero", "prior"),
+          before="zero"),
     Field("amp", "auto", "autocast dtype; auto: bf16 where the hardware runs it fast, fp16 on older GPUs, else off",
           OPTIM, choices=("auto", "bf16", "fp16", "off"), resume="applied"),
     Field("seed", 42, "initial head weights, dropout, data order", OPTIM, int, check="zero_or_more"),
