@@ -1,5 +1,5 @@
 """Where a CPU training step's time goes besides compute: minor page faults, system and user seconds per step,
-for truncated or chunked EU laws, built by the trainer's own functions (as bench/speed.py's (c) and (d)).
+for truncated or chunked EU laws, built as bench/speed.py builds its (c) and (d) (`ours_training`).
 
     python bench/page_faults.py --long-doc truncate --steps 8
     python bench/page_faults.py --long-doc chunk --steps 4 --no-mmap   # glibc told to map no block apart
@@ -33,47 +33,24 @@ def main():
     p.add_argument("--no-mmap", action="store_true", help="glibc maps no block apart (M_MMAP_MAX 0)")
     args = p.parse_args()
 
-    import torch
+    from speed import ours_training
 
-    from engine.config import make_config, quiet
-    from engine.loop import train_one_epoch
-    from engine.losses import training_loss
-    from engine.state import build_train_state, resolve_kernels
-    from engine.trainer import build_data
-    from speed import FirstBatches
-
-    cfg = make_config(model=args.model, data=args.data, label_column=args.label_column, long_doc=args.long_doc,
-                      max_train_samples=16 * (args.warmup_steps + args.steps), max_eval_samples=16, cache_dir="")
-    device = torch.device("cpu")
-    resolve_kernels(cfg, device)
-    data = build_data(cfg, None, device, log=quiet)
-    torch.manual_seed(cfg["seed"])
-    state = build_train_state(cfg, len(data.label_names), args.warmup_steps + args.steps, device)
+    ours = argparse.Namespace(model=args.model, data=args.data, label_column=args.label_column, max_length=300,
+                              batch_size=16, eval_batch_size=64, eval_examples=16, ours_flags=[],
+                              train_examples=16 * (args.warmup_steps + args.steps), warmup_steps=args.warmup_steps,
+                              steps=args.steps)
+    _, _, _, run, timed = ours_training(ours, "c" if args.long_doc == "truncate" else "d")
     if args.no_mmap:
         assert ctypes.CDLL("libc.so.6").mallopt(M_MMAP_MAX, 0) == 1
-    state.wrap(False, cfg["compiled"])
-    loss_fn, _, _ = training_loss(cfg, data.splits["train"].labels, len(data.label_names), device)
-    tokens = []
-
-    def counted(iterator):
-        for batch in iterator:
-            tokens.append(int(batch["attention_mask"].sum()))
-            yield batch
-
-    batches = counted(iter(data.train_loader))
-
-    def run(n):
-        state.progress.update(batches_done=0, examples_done=0, tokens_done=0)
-        train_one_epoch(state, FirstBatches(batches, n), loss_fn, clip_grad=cfg["clip_grad"], log_every=10 ** 9)
 
     run(args.warmup_steps)
-    tokens.clear()
+    timed.clear()
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     run(args.steps)
     after, seconds = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
     n = args.steps
-    print(f"{args.long_doc}{' --no-mmap' if args.no_mmap else ''}: {sum(tokens) / n:.0f} real tokens a step, "
-          f"{seconds / n * 1e3:.0f} ms a step ({sum(tokens) / seconds:.0f} tokens/s), "
+    print(f"{args.long_doc}{' --no-mmap' if args.no_mmap else ''}: {sum(timed) / n:.0f} real tokens a step, "
+          f"{seconds / n * 1e3:.0f} ms a step ({sum(timed) / seconds:.0f} tokens/s), "
           f"{(after.ru_minflt - before.ru_minflt) / n:.0f} minor faults a step, "
           f"system {(after.ru_stime - before.ru_stime) / n:.2f} s and user {(after.ru_utime - before.ru_utime) / n:.2f} s "
           f"a step, peak RSS {after.ru_maxrss / 2 ** 20:.1f} GB")

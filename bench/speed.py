@@ -177,12 +177,14 @@ class FirstBatches:
         return self.n
 
 
-def run_ours(args, variant: str) -> dict:
-    """(c), (d) or (e): a run built by the trainer's own functions (its data, kernels, state and loss), timed."""
+def ours_training(args, variant: str):
+    """(c), (d) or (e) built by the trainer's own functions (its data, kernels, state and loss) -> the config, the
+    data, the state, `run_steps(n)` (the next n batches trained, as a part of its own) and `timed`, the real
+    lengths of every window trained so far."""
     import torch
 
     from engine.config import TRAIN_FIELDS, make_config, parse_flags, quiet
-    from engine.loop import collect_probabilities, train_one_epoch
+    from engine.loop import train_one_epoch
     from engine.losses import training_loss
     from engine.state import build_train_state, resolve_kernels
     from engine.trainer import build_data
@@ -202,23 +204,31 @@ def run_ours(args, variant: str) -> dict:
     torch.manual_seed(cfg["seed"])
     state = build_train_state(cfg, len(data.label_names), args.warmup_steps + args.steps, device)
     state.wrap(False, cfg["compiled"])
-    model, amp_dtype = state.model, state.amp_dtype
     loss_fn, _, _ = training_loss(cfg, data.splits["train"].labels, len(data.label_names), device)
-    loader, val_loader, val_set = data.train_loader, data.val_loader, data.val_loader.dataset
-    timed = []  # real lengths of the timed batches
+    timed = []  # real lengths of the trained windows
 
     def counted(iterator):
         for batch in iterator:
             timed.extend(batch["attention_mask"].sum(1).tolist())  # every window's tokens, when chunked
             yield batch
 
-    batches = counted(iter(loader))  # consecutive FirstBatches continue where the last one stopped
+    batches = counted(iter(data.train_loader))  # consecutive FirstBatches continue where the last one stopped
 
     def run_steps(n):  # each a part of its own: its counts are its own
         chunk = FirstBatches(batches, n)
         state.progress.update(batches_done=0, examples_done=0, tokens_done=0)
         return train_one_epoch(state, chunk, loss_fn, clip_grad=cfg["clip_grad"], log_every=10 ** 9)
 
+    return cfg, data, state, run_steps, timed
+
+
+def run_ours(args, variant: str) -> dict:
+    """(c), (d) or (e), timed."""
+    from engine.loop import collect_probabilities
+
+    cfg, data, state, run_steps, timed = ours_training(args, variant)
+    model, amp_dtype, device = state.model, state.amp_dtype, next(state.model.parameters()).device
+    val_loader, val_set = data.val_loader, data.val_loader.dataset
     run_steps(args.warmup_steps)
     timed.clear()
     stats = run_steps(args.steps)
