@@ -17,7 +17,11 @@
 #   long512  as long, at 512 tokens;
 #   mpnet    (b) and (c) at 512 tokens with a random MPNet of the same shape: transformers' eager attention
 #            against ours on SDPA (model/mpnet_attention.py);
-#   short    (a), (b), (c) on tweet-length documents.
+#   short    (a), (b), (c) on tweet-length documents;
+#   laws     (a) to (d) on real EU laws with MiniLM's real weights, both from bench/payload (made where the shared
+#            data is: python bench/gpu_payload.py bench/payload; it travels with `--carry bench/payload`;
+#            $GPU_PAYLOAD names another folder); in the default parts where the payload is there;
+#   lawsdefault  (c) on the same laws as it runs by default on a GPU (CUDA graphs).
 # Always first: the machine (GPU, driver, versions) and the packages it lacks (pytest is installed from
 # bench/wheels with pip --no-index into a folder of its own: nothing installed is touched), and for the speed
 # parts a random-weight BERT of bert-base's shape with synthetic documents (bench/gpu_data.py). Speed parts
@@ -26,11 +30,14 @@
 # GPU_CHECK_SMOKE=1 runs the same steps with a tiny model and a few steps (on a CPU, the CUDA tests skip, and
 # compile is left out: Inductor takes minutes on a CPU).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_check.sh OUT_DIR [tests|profile|long|compile|graphs|long512|mpnet|short ...]}
+out=${1:?usage: bash bench/gpu_check.sh OUT_DIR [tests|profile|long|compile|graphs|long512|mpnet|short|laws|lawsdefault ...]}
 shift
-parts=" ${*:-tests profile long compile graphs long512 mpnet short} "
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.." || exit 2
+payload=$(realpath -m "${GPU_PAYLOAD:-bench/payload}")
+default_parts="tests profile long compile graphs long512 mpnet short"
+[ -f "$payload/model/config.json" ] && default_parts+=" laws lawsdefault"
+parts=" ${*:-$default_parts} "
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 report="$out/report.md"
@@ -39,7 +46,7 @@ if [ "${GPU_CHECK_SMOKE:-0}" = 1 ]; then
   model_flags=(--layers 2 --hidden 64 --docs 120 --val-docs 16)
   speed_flags=(--rounds 1 --steps 3 --warmup-steps 1 --notebook-steps 2 --eval-examples 16 --peak-size 256)
   profile_flags=(--steps 2 --profile-steps 2)
-  test_timeout=120 speed_timeout=240 compile_timeout=0
+  test_timeout=120 speed_timeout=240 compile_timeout=0 laws_train=64 laws_warmup=1
   [[ $parts =~ " "(compile|graphs)" " ]] && echo "compile and graphs: left out of the smoke run (Inductor takes minutes on a CPU)"
   parts=${parts/ compile / }
   parts=${parts/ graphs / }
@@ -48,7 +55,7 @@ else
   # evaluation needs thousands of documents on a GPU: 512 took about as long as 256 (fixed costs dominated)
   speed_flags=(--rounds 1 --steps 100 --warmup-steps 5 --notebook-steps 20 --eval-examples 2048)
   profile_flags=(--steps 20)
-  test_timeout=300 speed_timeout=240 compile_timeout=420
+  test_timeout=300 speed_timeout=240 compile_timeout=420 laws_train=2000 laws_warmup=12
 fi
 
 {
@@ -89,12 +96,13 @@ speed() {  # speed NAME TITLE DATA VARIANTS TIMEOUT [more bench/speed.py flags];
   local name=$1 title=$2 data=$3 variants=$4 limit=$5
   shift 5
   echo -e "\n## Speed, $title" >> "$report"
-  timeout "$limit" python bench/speed.py --model "${model:-$work/data/model}" --data "$work/data/$data" \
+  [[ $data = /* ]] || data=$work/data/$data
+  timeout "$limit" python bench/speed.py --model "${model:-$work/data/model}" --data "$data" \
       --variants "$variants" "${speed_flags[@]}" "$@" > "$out/speed-$name.txt" 2>&1
   local code=$?
   [ $code -eq 0 ] || failed+=("speed, $title (exit $code)")
   { echo '```'; grep -vE "^round " "$out/speed-$name.txt" | tail -n 16
-    [ -f "$out/profile-$name.txt" ] && head -n 2 "$out/profile-$name.txt"; echo '```'; } >> "$report"
+    [ -f "$out/profile-$name.txt" ] && grep -E "profiled|profiling failed|^GPU kernels:" "$out/profile-$name.txt"; echo '```'; } >> "$report"
 }
 
 if [[ $parts =~ " "(profile|long|compile|graphs|long512|mpnet|short)" " ]]; then
@@ -120,7 +128,17 @@ for part in $parts; do
     mpnet) model="$work/data/model-mpnet" speed mpnet "long documents, 512 tokens, MPNet, eager" long bc \
         "$speed_timeout" --max-length 512 --ours-flags --compile off ;;
     short) speed short "short documents, eager" short abc "$speed_timeout" --ours-flags --compile off ;;
-    *) echo "unknown part: $part (tests, profile, long, compile, graphs, long512, mpnet, short)" >> "$report"; failed+=("part $part") ;;
+    laws|lawsdefault) if [ ! -f "$payload/model/config.json" ] || [ ! -f "$payload/laws/train.jsonl.gz" ]; then
+        echo -e "\n## $part: no payload at $payload (python bench/gpu_payload.py bench/payload, then carry it)" >> "$report"
+        failed+=("part $part: no payload")
+      elif [ "$part" = laws ]; then
+        model="$payload/model" speed laws "EU laws (bench/payload), 300 tokens, MiniLM, eager" "$payload/laws" abcd \
+            "$speed_timeout" --label-column domains --train-examples "$laws_train" --ours-flags --compile off
+      else
+        model="$payload/model" speed lawsdefault "EU laws (bench/payload), 300 tokens, MiniLM, (c) as by default" \
+            "$payload/laws" c "$compile_timeout" --label-column domains --train-examples "$laws_train" --warmup-steps "$laws_warmup"
+      fi ;;
+    *) echo "unknown part: $part (tests, profile, long, compile, graphs, long512, mpnet, short, laws, lawsdefault)" >> "$report"; failed+=("part $part") ;;
   esac
 done
 

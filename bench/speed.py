@@ -1,7 +1,8 @@
 """Training and evaluation speed, side by side in one run: the HF Trainer as the notebook used it (a), the
 Trainer tuned (b), this codebase with its defaults (c, `--long-doc truncate`) and with `--long-doc chunk` (d, every
 window of a longer document; `--variants abcd`), on the same data, model, batch size and max length; (e) is (d) with
-each batch's windows in one padded tensor, as before the window groups of data/batching.py (`--variants cde`).
+each batch's windows in one padded tensor and one backward pass, as before the window groups and parts of
+data/batching.py, and (f) is (d) with its groups but without parts (`--variants cdef`).
 
     python bench/speed.py                           # SemEval tweets, MiniLM, batch 16, max length 300
     python bench/speed.py --rounds 1 --steps 60     # quicker (and noisier)
@@ -13,7 +14,9 @@ Each measurement runs in a fresh process (so peak memory is its own), in alterna
 ((a) is 20x slower and one round of it is enough); the best round of each counts, as noise only slows a run
 (on a shared 2-core machine one variant's rounds spread by 10%). Prints samples/s, real (non-pad) tokens/s,
 peak memory, the ratios c/a and c/b, and MFU: model FLOP/s on the real tokens of the examples timed over this
-machine's dense matmul peak for the dtype in use, measured in the same run.
+machine's dense matmul peak for the dtype in use, measured in the same run; and, for ours, what share of that
+matmul's rate one encoder layer's linear products alone reach at a batch's shapes, timed in turns with it.
+`--profile-out` writes where ours spends a training step and an evaluation batch.
 """
 import argparse
 import itertools
@@ -32,8 +35,9 @@ VARIANTS = {"a": "Trainer, notebook (max_length padding, fp32)",
             "b": "Trainer, tuned (dynamic padding, group_by_length, bf16 if fast)",
             "c": "this codebase, defaults (--long-doc truncate)",
             "d": "this codebase, --long-doc chunk (every window; samples are documents)",
-            "e": "as (d), each batch's windows in one padded tensor (no window groups)"}
-COMPARED = {"c": "ab", "d": "abce", "e": "abc"}  # the ratios printed: (c)/(a), (c)/(b), (d)/(a), ...
+            "e": "as (d), each batch's windows in one padded tensor (no window groups, no parts)",
+            "f": "as (d), each batch in one backward pass (window groups, no parts)"}
+COMPARED = {"c": "ab", "d": "abcef", "e": "abc", "f": "abc"}  # the ratios printed: (c)/(a), (c)/(b), (d)/(a), ...
 
 
 def cpu_name() -> str:
@@ -124,7 +128,8 @@ def run_trainer(args, variant) -> dict:
 
     train_ds, val_ds = as_dataset(train), as_dataset(val)
     model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(args.model), num_labels=len(names), problem_type="multi_label_classification")
+        resolve_model(args.model), num_labels=len(names), problem_type="multi_label_classification",
+        dtype=torch.float32)  # fp32 master weights, as ours, whatever the folder stores (bench/gpu_payload.py: fp16)
     steps = args.steps if tuned else args.notebook_steps
     marks = {}
 
@@ -178,7 +183,7 @@ class FirstBatches:
 
 
 def ours_training(args, variant: str):
-    """(c), (d) or (e) built by the trainer's own functions (its data, kernels, state and loss) -> the config, the
+    """(c), (d), (e) or (f) built by the trainer's own functions (its data, kernels, state and loss) -> the config, the
     data, the state, `run_steps(n)` (the next n batches trained, as a part of its own) and `timed`, the real
     lengths of every window trained so far."""
     import torch
@@ -198,6 +203,8 @@ def ours_training(args, variant: str):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolve_kernels(cfg, device)
     data = build_data(cfg, None, device, log=quiet)
+    if variant in "ef":
+        data.train_loader.collate_fn.part_tokens = None
     if variant == "e":
         for collate in (data.train_loader.collate_fn, data.val_loader.collate_fn):
             collate.group_tokens = None
@@ -209,7 +216,8 @@ def ours_training(args, variant: str):
 
     def counted(iterator):
         for batch in iterator:
-            timed.extend(batch["attention_mask"].sum(1).tolist())  # every window's tokens, when chunked
+            for part in batch.get("parts", [batch]):
+                timed.extend(part["attention_mask"].sum(1).tolist())  # every window's tokens, when chunked
             yield batch
 
     batches = counted(iter(data.train_loader))  # consecutive FirstBatches continue where the last one stopped
@@ -223,7 +231,9 @@ def ours_training(args, variant: str):
 
 
 def run_ours(args, variant: str) -> dict:
-    """(c), (d) or (e), timed."""
+    """(c), (d), (e) or (f), timed."""
+    import numpy as np
+
     from engine.loop import collect_probabilities
 
     cfg, data, state, run_steps, timed = ours_training(args, variant)
@@ -234,53 +244,98 @@ def run_ours(args, variant: str) -> dict:
     stats = run_steps(args.steps)
     timed_lengths = list(timed)  # the profiled steps below are not timed
     if args.profile_out:
+        def train_steps():
+            run_steps(args.profile_steps)
+            return args.profile_steps
+
+        def evaluate_batches():
+            collect_probabilities(state.eval_model, FirstBatches(val_loader, args.profile_steps), device, amp_dtype)
+            return min(args.profile_steps, len(val_loader))
+
         try:
-            profile_steps(run_steps, args.profile_steps, device, args.profile_out)
+            lines = profile(train_steps, "training steps", device)
+            lines += profile(evaluate_batches, "evaluation batches", device)
         except Exception as e:  # the profile is a diagnosis: the timings above still count
-            with open(args.profile_out, "w", encoding="utf-8") as f:
-                f.write(f"profiling failed: {type(e).__name__}: {e}\n")
+            lines = [f"profiling failed: {type(e).__name__}: {e}"]
+        with open(args.profile_out, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
     collect_probabilities(state.eval_model, FirstBatches(val_loader, 1), device, amp_dtype)
     start = time.perf_counter()
     collect_probabilities(state.eval_model, val_loader, device, amp_dtype)
     eval_seconds = time.perf_counter() - start
     assert variant != "c" or len(timed_lengths) == stats["examples"]
-    return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds,
-            "dtype": "fp32" if amp_dtype is None else cfg["amp_dtype"], "attention": cfg["attention_impl"],
+    dtype = "fp32" if amp_dtype is None else cfg["amp_dtype"]
+    rows = {phase: int(batch * (np.mean(lengths) if len(lengths) else args.max_length)) for phase, batch, lengths in (
+        ("train", args.batch_size, timed_lengths), ("eval", args.eval_batch_size, val_set.window_lengths))}
+    return {"train_seconds": stats["seconds"], "eval_seconds": eval_seconds, "linear_rows": rows,
+            "linear_share": {phase: linear_share(model.encoder, n, dtype, device, args.peak_size)
+                             for phase, n in rows.items()},
+            "dtype": dtype, "attention": cfg["attention_impl"],
             **work(model.encoder, timed_lengths, "train", stats["examples"]),
             **work(model.encoder, val_set.window_lengths.tolist(), "eval", len(val_set))}
 
 
-def profile_steps(run_steps, n, device, path):
-    """Writes to `path` where `n` more training steps spend their time: the share of the wall clock the device
-    computes (on a GPU, kernels' time over the steps' time: far below 1, the GPU waits on the host), and the
-    ops with the most device time and the most host time."""
+def profile(run, label: str, device) -> list[str]:
+    """Where `run()` (the work named by `label`) spends its time: the share of the wall clock the device computes
+    (on a GPU, kernels' time over the wall clock: far below 1, the GPU waits on the host), and the ops with the
+    most device time and the most host time."""
     import torch
     from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity
 
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
+    with torch.profiler.profile(activities=activities) as prof:
         start = time.perf_counter()
-        run_steps(n)
+        n = run()
         if cuda:
             torch.cuda.synchronize()
         wall = time.perf_counter() - start
     events = prof.key_averages()
-    lines = [f"{n} training steps profiled: {wall * 1e3 / n:.1f} ms a step"]
+    lines = [f"{label} profiled: {n}, {wall * 1e3 / n:.1f} ms each"]
     if cuda:
         gpu = [e for e in events if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
         kernels = sum(e.self_device_time_total for e in gpu) / 1e6
-        lines.append(f"GPU kernels: {kernels * 1e3 / n:.1f} ms a step, {kernels / wall:.0%} of the wall clock; "
-                     f"{sum(e.count for e in gpu) / n:.0f} kernels a step")
+        lines.append(f"GPU kernels: {kernels * 1e3 / n:.1f} ms each, {kernels / wall:.0%} of the wall clock; "
+                     f"{sum(e.count for e in gpu) / n:.0f} kernels each")
         lines += ["", "by GPU time:", events.table(sort_by="self_device_time_total", row_limit=20)]
-    lines += ["", "by host time:", events.table(sort_by="self_cpu_time_total", row_limit=20)]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    return lines + ["", "by host time:", events.table(sort_by="self_cpu_time_total", row_limit=20), ""]
+
+
+def linear_share(encoder, rows: int, dtype_name: str, device, peak_size: int, repeats: int = 5) -> float:
+    """One encoder layer's dense products on `rows` token rows (four hidden x hidden: query, key, value, output;
+    the feed-forward pair through the intermediate width), in the dtype -> their FLOP/s over a peak_size^3
+    matmul's, the two timed in turns (best of `repeats` each): how near the peak the model's own matmul shapes
+    can come on this machine, whatever its speed at the moment (MFU divides by the peak)."""
+    import torch
+    import torch.nn.functional as F
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    hidden, inner = encoder.config.hidden_size, encoder.config.intermediate_size
+    shapes = [(hidden, hidden)] * 4 + [(hidden, inner), (inner, hidden)]
+    inputs = {k: torch.randn(rows, k, dtype=dtype, device=device) for k in (hidden, inner)}
+    weights = [torch.randn(n, k, dtype=dtype, device=device) for k, n in shapes]
+    square = torch.randn(peak_size, peak_size, dtype=dtype, device=device)
+
+    def timed(work) -> float:
+        start = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def layer():
+        for (k, _), w in zip(shapes, weights):
+            F.linear(inputs[k], w)
+
+    timed(layer), timed(lambda: square @ square)
+    best_layer = min(timed(layer) for _ in range(repeats))
+    best_square = min(timed(lambda: square @ square) for _ in range(repeats))
+    return (sum(2 * rows * k * n for k, n in shapes) / best_layer) / (2 * peak_size ** 3 / best_square)
 
 
 def worker(args):
-    result = run_ours(args, args.worker) if args.worker in "cde" else run_trainer(args, args.worker)
+    result = run_ours(args, args.worker) if args.worker in "cdef" else run_trainer(args, args.worker)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch
 
@@ -321,7 +376,8 @@ def main():
                    help="avx2: limit PyTorch's, MKL's and oneDNN's kernels to AVX2, as on an AVX2-only CPU "
                         "(bf16 then counts as unsupported, so (b) and (c) train in fp32)")
     p.add_argument("--profile-out", default=None,
-                   help="(c) and (d): profile --profile-steps more training steps and write the tables to this file")
+                   help="ours: profile --profile-steps more training steps and evaluation batches, "
+                        "and write the tables to this file")
     p.add_argument("--profile-steps", type=int, default=10)
     p.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="extra train.py flags for (c) and (d); last")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -374,6 +430,9 @@ def best_rounds(runs) -> dict:
         best.update({f"{phase}_sps": r[f"{phase}_samples"] / seconds, f"{phase}_tps": r[f"{phase}_tokens"] / seconds,
                      f"{phase}_fps": passes * r[f"{phase}_flops"] / seconds,
                      f"{phase}_mean_tokens": r[f"{phase}_tokens"] / r[f"{phase}_samples"]})
+    if "linear_share" in runs[0]:
+        best["linear_rows"] = runs[0]["linear_rows"]
+        best["linear_share"] = {phase: max(r["linear_share"][phase] for r in runs) for phase in ("train", "eval")}
     return best
 
 
@@ -390,6 +449,12 @@ def report(best, peaks):
                 ratios = {key: best[ours][key] / best[other][key] for key in ("train_sps", "train_tps", "eval_sps", "eval_tps")}
                 print(f"({ours})/({other}): training {ratios['train_sps']:.2f}x (real tokens/s {ratios['train_tps']:.2f}x), "
                       f"evaluation {ratios['eval_sps']:.2f}x (real tokens/s {ratios['eval_tps']:.2f}x)")
+    for variant, r in best.items():
+        if "linear_share" in r:
+            print(f"({variant}) an encoder layer's linear products alone, forward, at a batch's token rows, timed in "
+                  f"turns with the peak's matmul: " + ", ".join(
+                      f"{phase} ({r['linear_rows'][phase]} rows) {r['linear_share'][phase]:.0%} of its rate"
+                      for phase in ("train", "eval")))
     print("real tokens per timed example: " + ", ".join(
         f"({v}) train {r['train_mean_tokens']:.1f} eval {r['eval_mean_tokens']:.1f}" for v, r in best.items()))
     print("MFU: model FLOP/s on the real tokens of the examples each variant timed (training: forward + backward "

@@ -81,14 +81,16 @@ def build_loader(examples: TokenizedExamples, batch_size, pad_token_id, shuffle,
                  workers=0, rank=0, world_size=1, compiled: bool = False, max_length: int | None = None) -> DataLoader:
     """Length-grouped batches of `examples`; `compiled` pads them to buckets of BUCKET_TOKENS, up to `max_length`."""
     cuda = str(device).startswith("cuda")
-    # On a CPU, chunked windows run in groups of similar length of at most a batch of full windows each; a GPU
-    # keeps one padded tensor a batch, as grouping there is not measured yet (docs/results.md, Long documents).
+    # On a CPU, chunked windows run in groups of similar length of at most a batch of full windows each, and a
+    # training (shuffled) batch in parts of at most as many tokens; a GPU keeps one padded tensor a batch, as neither is
+    # measured there yet (docs/results.md, Long documents).
     group_tokens = None if cuda else batch_size * int(examples.window_lengths.max(initial=1))
     multiple = BUCKET_TOKENS if compiled else 8 if cuda else 1
     sampler = LengthGroupedBatchSampler(examples.lengths, batch_size, seed, shuffle, rank=rank, world_size=world_size)
     # A generator of its own: a DataLoader draws a seed from the global RNG each time it starts an epoch, and
     # a resumed run must find the global RNG (dropout) exactly where the interrupted run left it.
     return DataLoader(examples, batch_sampler=sampler, num_workers=workers, pin_memory=cuda,
-                      collate_fn=Collator(examples, pad_token_id, multiple, group_tokens, max_length if compiled else None),
+                      collate_fn=Collator(examples, pad_token_id, multiple, group_tokens, max_length if compiled else None,
+                                         group_tokens if shuffle else None),
                       persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
                       worker_init_fn=ignore_stop_signals if workers > 0 else None)

@@ -213,12 +213,16 @@ class Collator:
     compiled model sees few shapes), and builds multi-hot labels. With chunked documents and `group_tokens`, the
     windows run longest first in groups of similar length (`window_groups`, at most `group_tokens` padded tokens
     each): the short last windows of documents no longer pad to the longest window, and no group holds more
-    tokens than a batch of whole windows would."""
+    tokens than a batch of whole windows would. With `part_tokens` as well (training), a chunked batch of more
+    window tokens than that is cut into parts (`document_parts`), each a batch of its own, that training runs
+    forward and backward one after the other: a step then holds one part's activations, not the whole batch's."""
 
     def __init__(self, examples: TokenizedExamples, pad_token_id: int, pad_to_multiple_of: int = 1,
-                 group_tokens: int | None = None, max_width: int | None = None):
+                 group_tokens: int | None = None, max_width: int | None = None, part_tokens: int | None = None,
+                 group_cost: int = GROUP_COST_TOKENS):
         self.examples, self.pad_token_id, self.multiple = examples, pad_token_id, pad_to_multiple_of
-        self.group_tokens, self.max_width = group_tokens, max_width
+        self.group_tokens, self.max_width, self.part_tokens = group_tokens, max_width, part_tokens
+        self.group_cost = group_cost
 
     def padded(self, lengths: np.ndarray) -> np.ndarray:
         widths = -(-np.asarray(lengths, dtype=np.int64) // self.multiple) * self.multiple
@@ -227,9 +231,17 @@ class Collator:
     def __call__(self, indices) -> dict:
         """`labels` and `index` have a row per document; `input_ids` and `attention_mask` a row per window,
         and with chunked documents `window_doc` gives each window's document (its row in `labels`) and
-        `window_groups` (when grouped) each group's end row and width."""
-        ex = self.examples
+        `window_groups` (when grouped) each group's end row and width. A batch cut into parts is {"parts": [batch
+        of the first documents, batch of the next, ...]}."""
         indices = np.asarray(indices)
+        if self.part_tokens is not None and self.examples.doc_offsets is not None:
+            parts = document_parts(self.examples.lengths[indices], self.part_tokens)
+            if len(parts) > 1:
+                return {"parts": [self.collate(indices[start:end]) for start, end in parts]}
+        return self.collate(indices)
+
+    def collate(self, indices: np.ndarray) -> dict:
+        ex = self.examples
         window_doc = np.array([(w, d) for d, i in enumerate(indices) for w in ex.windows_of(i)],
                               dtype=np.int64).reshape(-1, 2)
         grouped = ex.doc_offsets is not None and self.group_tokens is not None
@@ -251,8 +263,21 @@ class Collator:
         if ex.doc_offsets is not None:
             batch["window_doc"] = torch.from_numpy(window_doc[:, 1].copy())
         if grouped:
-            batch["window_groups"] = torch.tensor(window_groups(self.padded(lengths), self.group_tokens))
+            batch["window_groups"] = torch.tensor(window_groups(self.padded(lengths), self.group_tokens, self.group_cost))
         return batch
+
+
+def document_parts(doc_tokens: np.ndarray, part_tokens: int) -> list[tuple[int, int]]:
+    """The documents of a batch (their tokens, all windows together) -> runs of consecutive documents as (start,
+    end), each of at most `part_tokens` tokens (a document alone always makes a part). The training loss is a mean
+    over (document, label) pairs, so parts weighed by their share of the documents give the batch's gradient."""
+    parts, start, tokens = [], 0, 0
+    for i, n in enumerate(np.asarray(doc_tokens).tolist()):
+        if i > start and tokens + n > part_tokens:
+            parts.append((start, i))
+            start, tokens = i, 0
+        tokens += n
+    return parts + [(start, len(doc_tokens))] if len(doc_tokens) else parts
 
 
 class LengthGroupedBatchSampler:

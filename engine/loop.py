@@ -21,6 +21,30 @@ def document_logits(model, batch: dict, device: torch.device, non_blocking: bool
                  batch.get("window_groups"))
 
 
+def accumulate_gradients(model, batch: dict, loss_fn, device: torch.device, amp_dtype, scale=lambda loss: loss,
+                         grad_accum: int = 1, sync: bool = True) -> tuple[torch.Tensor, int, int]:
+    """Forward and backward over one batch, adding its gradient (`scale`d, over `grad_accum`) to the weights'
+    gradients -> (its loss, detached; its documents; its real tokens). A chunked batch cut into parts (data/batching.py,
+    `document_parts`) runs part by part, each weighed by its share of the documents: the loss is a mean over
+    (document, label) pairs, so the gradient is the whole batch's while a part's activations are all it holds.
+    Under DDP the gradients are reduced only where `sync` (the step's last batch), after its last part."""
+    parts = batch.get("parts", [batch])
+    docs = sum(len(part["labels"]) for part in parts)
+    non_blocking = device.type == "cuda"
+    loss, tokens = torch.zeros((), device=device), 0
+    for k, part in enumerate(parts):
+        labels = part["labels"].to(device, non_blocking=non_blocking)
+        reduce = sync and k + 1 == len(parts)
+        with model.no_sync() if hasattr(model, "no_sync") and not reduce else nullcontext():
+            with autocast(device, amp_dtype):
+                logits = document_logits(model, part, device, non_blocking)
+            part_loss = loss_fn(logits.float(), labels) * (len(labels) / docs)
+            scale(part_loss / grad_accum).backward()
+        loss += part_loss.detach()
+        tokens += int(part["attention_mask"].sum())
+    return loss, docs, tokens
+
+
 def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: float = 1.0, log_every: int = 10,
                     logger=None, on_step=None, epoch_label: str = "") -> dict:
     """Trains `state` (a `TrainState`: model, optimizer, schedule, scaler, device, autocast dtype, progress) on
@@ -34,26 +58,19 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
     batches_before, examples_before, tokens_before = (progress[key] for key in ("batches_done", "examples_done",
                                                                                "tokens_done"))
     model.train()
-    non_blocking = device.type == "cuda"
     window_loss, window_batches = torch.zeros((), device=device, dtype=torch.float64), 0
     n_batches, n_examples, n_tokens, first_step_seconds = len(loader), 0, 0, None
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"train {epoch_label}", leave=False, dynamic_ncols=True, disable=logger is None)
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
-        labels = batch["labels"].to(device, non_blocking=non_blocking)
         is_step = (i + 1) % grad_accum == 0 or i + 1 == n_batches
-        sync = model.no_sync() if hasattr(model, "no_sync") and not is_step else nullcontext()
-        with sync:
-            with autocast(device, amp_dtype):
-                logits = document_logits(model, batch, device, non_blocking)
-            loss = loss_fn(logits.float(), labels)
-            scaler.scale(loss / grad_accum).backward()
-        state.loss_sum += loss.detach()
-        window_loss += loss.detach()
+        loss, docs, tokens = accumulate_gradients(model, batch, loss_fn, device, amp_dtype, scaler.scale, grad_accum, is_step)
+        state.loss_sum += loss
+        window_loss += loss
         window_batches += 1
-        n_examples += len(labels)
-        n_tokens += int(batch["attention_mask"].sum())
+        n_examples += docs
+        n_tokens += tokens
         if not is_step:
             continue
         if clip_grad > 0:

@@ -185,8 +185,10 @@ def load_encoder_config(name: str):
 
 
 def load_encoder(name: str, attention: str = "sdpa", attention_dropout: float | None = None) -> nn.Module:
-    """The pretrained encoder; `attention_dropout` (if given) replaces its config's dropout on the attention
-    probabilities."""
+    """The pretrained encoder, in fp32 whatever dtype its folder stores (transformers 5 loads the stored one, and
+    a half-precision folder would then train half-precision weights: mixed precision keeps fp32 master weights);
+    `attention_dropout` (if given) replaces its config's dropout on the attention probabilities."""
+    import torch
     from transformers import AutoModel
     from transformers.utils import logging
 
@@ -201,7 +203,7 @@ def load_encoder(name: str, attention: str = "sdpa", attention_dropout: float | 
         config.attention_probs_dropout_prob = attention_dropout
     try:
         return AutoModel.from_pretrained(path, config=config, attn_implementation=supported_attention(config, attention),
-                                         **hub)
+                                         dtype=torch.float32, **hub)
     except (OSError, ValueError) as e:
         raise _load_error(name, "encoder", e) from None
 

@@ -91,3 +91,15 @@ def test_mpnet_on_our_attention_computes_what_its_eager_attention_computes(kerne
     for attention in (kernel, "eager"):
         model = build_model(make_config(model="unused", attention_impl=attention), 3, config)
         assert attention_impl(model) == attention
+
+
+def test_a_model_stored_in_half_precision_loads_fp32_weights_to_train(tmp_path):
+    from transformers import AutoModel
+
+    from model import load_encoder
+
+    folder = tiny_encoder(tmp_path / "bert", "bert", SMALL)
+    AutoModel.from_pretrained(folder).half().save_pretrained(folder)  # as many hub folders are stored
+    assert AutoModel.from_pretrained(folder).dtype == torch.float16  # what transformers 5 loads by itself
+    encoder = load_encoder(folder)
+    assert {p.dtype for p in encoder.parameters()} == {torch.float32}  # mixed precision keeps fp32 master weights

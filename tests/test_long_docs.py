@@ -9,8 +9,8 @@ import evaluate
 import train
 from conftest import FILLER, KEYWORDS, LABELS, epochs_of, tiny_train_args, write_flag_tsv
 from data import Examples, LongDoc, build_loader, tokenize
-from data.batching import window_groups
-from engine.loop import document_logits
+from data.batching import Collator, document_parts, window_groups
+from engine.loop import accumulate_gradients, document_logits
 from engine.inference import Predictor
 from model import load_tokenizer
 
@@ -101,6 +101,37 @@ def test_windows_in_groups_of_similar_length_give_the_probabilities_of_one_padde
     torch.testing.assert_close(grouped, padded, atol=1e-5, rtol=0)
 
 
+def test_a_batch_cut_into_parts_gives_the_gradient_and_loss_of_the_whole_batch(chunked_run):
+    out, _ = chunked_run
+    predictor = Predictor(str(out / "best.pt"))
+    model = predictor.model.eval()  # no dropout: the same function either way
+    texts = [" ".join(FILLER[:n]) for n in (40, 33, 25, 18, 12, 7, 3, 2)]
+    examples = tokenize(Examples([str(i) for i in range(8)], texts, [[i % 5] for i in range(8)]), predictor.tokenizer,
+                        WINDOW, len(LABELS), long_doc=LongDoc("chunk", stride=4))
+    indices = list(range(8))
+    whole = Collator(examples, predictor.tokenizer.pad_token_id, group_tokens=32)(indices)
+    parted = Collator(examples, predictor.tokenizer.pad_token_id, group_tokens=32, part_tokens=32)(indices)
+    assert "parts" not in whole and len(parted["parts"]) > 2
+    results = []
+    for batch in (whole, parted):
+        model.zero_grad(set_to_none=True)
+        loss, docs, tokens = accumulate_gradients(model, batch, torch.nn.BCEWithLogitsLoss(), torch.device("cpu"), None)
+        results.append((loss, docs, tokens, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (loss, docs, tokens, grads), (part_loss, part_docs, part_tokens, part_grads) = results
+    assert (docs, tokens) == (part_docs, part_tokens) == (8, int(examples.lengths.sum()))
+    torch.testing.assert_close(part_loss, loss, atol=1e-6, rtol=1e-5)
+    assert grads.keys() == part_grads.keys() and len(grads) > 10
+    for name, grad in grads.items():
+        torch.testing.assert_close(part_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_document_parts_are_runs_of_whole_documents_within_the_cap():
+    assert document_parts(np.array([30, 20, 10, 5, 40, 3]), 32) == [(0, 1), (1, 3), (3, 4), (4, 5), (5, 6)]
+    assert document_parts(np.array([8, 8, 8, 8]), 32) == [(0, 4)]
+    assert document_parts(np.array([50]), 32) == [(0, 1)]  # a document alone always makes a part
+    assert document_parts(np.array([], dtype=np.int64), 32) == []
+
+
 def test_window_groups_spend_the_fewest_padded_tokens_within_the_cap():
     lengths = np.array([16, 16, 16, 5, 4, 3])
     assert window_groups(lengths, max_tokens=10 ** 6, group_cost=0) == [(3, 16), (4, 5), (5, 4), (6, 3)]
@@ -128,20 +159,24 @@ def test_a_batch_holds_whole_documents_and_pools_their_windows(tiny_bert):
     examples = tokenize(Examples(["a", "b", "c", "d"], texts, [[0], [1], [2], [3]]), tokenizer, WINDOW, 5,
                         long_doc=LongDoc("chunk", stride=4, max_chunks=8))
     loader = build_loader(examples, 2, tokenizer.pad_token_id, shuffle=True, seed=3)
-    seen = []
+    seen, cut = [], 0
     for batch in loader:
-        windows = [len(examples.windows_of(i)) for i in batch["index"].tolist()]
-        assert sorted(batch["window_doc"].tolist()) == [d for d, n in enumerate(windows) for _ in range(n)]
-        assert batch["labels"].shape[0] == len(windows) == 2
-        lengths = batch["attention_mask"].sum(1).tolist()
-        assert lengths == sorted(lengths, reverse=True)  # longest first, so that groups of similar length are runs
-        start = 0
-        for end, width in batch["window_groups"].tolist():  # the groups tile the rows, each at its longest row
-            assert end > start and width == lengths[start]
-            start = end
-        assert start == len(lengths)
-        seen += batch["index"].tolist()
-    assert sorted(seen) == [0, 1, 2, 3]
+        parts = batch.get("parts", [batch])  # a training batch of more than 2 full windows' tokens is cut
+        cut += len(parts) > 1
+        assert sum(len(part["labels"]) for part in parts) == 2
+        for part in parts:
+            windows = [len(examples.windows_of(i)) for i in part["index"].tolist()]
+            assert sorted(part["window_doc"].tolist()) == [d for d, n in enumerate(windows) for _ in range(n)]
+            assert part["labels"].shape[0] == len(windows)
+            lengths = part["attention_mask"].sum(1).tolist()
+            assert lengths == sorted(lengths, reverse=True)  # longest first, so that groups of similar length are runs
+            start = 0
+            for end, width in part["window_groups"].tolist():  # the groups tile the rows, each at its longest row
+                assert end > start and width == lengths[start]
+                start = end
+            assert start == len(lengths)
+            seen += part["index"].tolist()
+    assert sorted(seen) == [0, 1, 2, 3] and cut == 1
     from model import pool_windows
 
     logits = torch.tensor([[1.0, -2.0], [3.0, 0.0], [-1.0, 5.0]])
