@@ -1,7 +1,7 @@
 """Real laws and a real encoder for bench/gpu_check.sh, within what travels to a GPU machine (64 MB in all):
 the first `--laws` training and `--val-laws` validation laws of EURLEX57K (the shared files are shuffled, so a
-prefix is a fair sample) and MiniLM's weights in half precision (45 MB; the check widens them back to fp32, as
-mixed precision keeps fp32 master weights).
+prefix is a fair sample) and MiniLM's weights in half precision (45 MB; the encoder, ours and the Trainer's,
+loads them in fp32, as mixed precision keeps fp32 master weights).
 
     python bench/gpu_payload.py bench/payload                # 8,000 + 1,000 laws and MiniLM: 51.6 MB
     bash bench/gpu_check.sh OUT laws                         # on the GPU machine, with bench/payload carried

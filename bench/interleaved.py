@@ -49,16 +49,16 @@ def main():
         turns.update({f"d@{cost}": ("d", cost) for cost in args.group_costs})
     totals = {name: {"train_tokens": 0, "train_seconds": 0.0, "eval_tokens": 0, "eval_seconds": 0.0} for name in turns}
 
-    def evaluate(v):
+    def evaluate(v, batches=None) -> int:
+        """An evaluation pass of variant `v` (over its first `batches` only, if given) -> the real tokens read."""
         _, data, state, _, _ = built[v]
-        collect_probabilities(state.eval_model, data.val_loader, next(state.model.parameters()).device,
-                              state.amp_dtype)
+        loader = data.val_loader if batches is None else FirstBatches(data.val_loader, batches)
+        collect_probabilities(state.eval_model, loader, state.device, state.amp_dtype)
         return int(data.val_loader.dataset.window_lengths.sum())
 
-    for v, (_, data, state, run_steps, timed) in built.items():  # warm up: a step and an evaluation batch
+    for v, (_, _, _, run_steps, timed) in built.items():  # warm up: a step and an evaluation batch
         run_steps(1)
-        collect_probabilities(state.eval_model, FirstBatches(data.val_loader, 1), next(state.model.parameters()).device,
-                              state.amp_dtype)
+        evaluate(v, batches=1)
         timed.clear()
     for round_ in range(args.rounds):
         line = []

@@ -15,7 +15,7 @@ Each measurement runs in a fresh process (so peak memory is its own), in alterna
 (on a shared 2-core machine one variant's rounds spread by 10%). Prints samples/s, real (non-pad) tokens/s,
 peak memory, the ratios c/a and c/b, and MFU: model FLOP/s on the real tokens of the examples timed over this
 machine's dense matmul peak for the dtype in use, measured in the same run; and, for ours, what share of that
-matmul's rate one encoder layer's linear products alone reach at a batch's shapes, timed in turns with it.
+matmul's rate one encoder layer's linear products alone reach at a batch's shapes, timed right after it.
 `--profile-out` writes where ours spends a training step and an evaluation batch.
 """
 import argparse
@@ -48,24 +48,32 @@ def cpu_name() -> str:
         return platform.processor() or "unknown"
 
 
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # the names printed -> torch's
+
+
+def best_seconds(work, device, repeats: int) -> float:
+    """The fastest of `repeats` runs of `work()` (after one untimed), waiting for a GPU to finish each."""
+    import torch
+
+    def once() -> float:
+        start = time.perf_counter()
+        work()
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    once()
+    return min(once() for _ in range(repeats))
+
+
 def matmul_peak(dtype_name: str, device: str, size: int = 4096, repeats: int = 5) -> float:
     """FLOP/s of a dense size^3 matmul in the dtype, best of `repeats`."""
     import torch
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        a @ b
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best
+    a, b = (torch.randn(size, size, dtype=getattr(torch, DTYPES[dtype_name]), device=device) for _ in range(2))
+    return 2 * size ** 3 / best_seconds(lambda: a @ b, device, repeats)
 
 
 def model_flops(encoder, lengths) -> float:
@@ -305,33 +313,23 @@ def profile(run, label: str, device) -> list[str]:
 def linear_share(encoder, rows: int, dtype_name: str, device, peak_size: int, repeats: int = 5) -> float:
     """One encoder layer's dense products on `rows` token rows (four hidden x hidden: query, key, value, output;
     the feed-forward pair through the intermediate width), in the dtype -> their FLOP/s over a peak_size^3
-    matmul's, the two timed in turns (best of `repeats` each): how near the peak the model's own matmul shapes
+    matmul's (`matmul_peak`), the two timed one after the other: how near the peak the model's own matmul shapes
     can come on this machine, whatever its speed at the moment (MFU divides by the peak)."""
     import torch
     import torch.nn.functional as F
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    dtype = getattr(torch, DTYPES[dtype_name])
     hidden, inner = encoder.config.hidden_size, encoder.config.intermediate_size
     shapes = [(hidden, hidden)] * 4 + [(hidden, inner), (inner, hidden)]
     inputs = {k: torch.randn(rows, k, dtype=dtype, device=device) for k in (hidden, inner)}
     weights = [torch.randn(n, k, dtype=dtype, device=device) for k, n in shapes]
-    square = torch.randn(peak_size, peak_size, dtype=dtype, device=device)
-
-    def timed(work) -> float:
-        start = time.perf_counter()
-        work()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
 
     def layer():
         for (k, _), w in zip(shapes, weights):
             F.linear(inputs[k], w)
 
-    timed(layer), timed(lambda: square @ square)
-    best_layer = min(timed(layer) for _ in range(repeats))
-    best_square = min(timed(lambda: square @ square) for _ in range(repeats))
-    return (sum(2 * rows * k * n for k, n in shapes) / best_layer) / (2 * peak_size ** 3 / best_square)
+    layer_rate = sum(2 * rows * k * n for k, n in shapes) / best_seconds(layer, device, repeats)
+    return layer_rate / matmul_peak(dtype_name, str(device), peak_size, repeats)
 
 
 def worker(args):
@@ -451,8 +449,8 @@ def report(best, peaks):
                       f"evaluation {ratios['eval_sps']:.2f}x (real tokens/s {ratios['eval_tps']:.2f}x)")
     for variant, r in best.items():
         if "linear_share" in r:
-            print(f"({variant}) an encoder layer's linear products alone, forward, at a batch's token rows, timed in "
-                  f"turns with the peak's matmul: " + ", ".join(
+            print(f"({variant}) an encoder layer's linear products alone, forward, at a batch's token rows, timed "
+                  f"beside the peak's matmul: " + ", ".join(
                       f"{phase} ({r['linear_rows'][phase]} rows) {r['linear_share'][phase]:.0%} of its rate"
                       for phase in ("train", "eval")))
     print("real tokens per timed example: " + ", ".join(
