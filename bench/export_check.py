@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import export  # noqa: E402
+from data.tfidf import TfidfVocabulary  # noqa: E402
 from engine.checkpoint_eval import load_eval_examples  # noqa: E402
 from engine.inference import Predictor  # noqa: E402
 from engine.metrics import multilabel_metrics  # noqa: E402
@@ -33,11 +34,13 @@ from engine.thresholds import choose_thresholds  # noqa: E402
 from model.exported import ONNX_FILE, load_exported, serving_model  # noqa: E402
 
 
-def padded_batches(tokenizer, texts, max_length, size):
+def padded_batches(tokenizer, texts, max_length, size, tfidf=None):
+    """(input_ids, attention_mask), and with a fused model's vocabulary (tfidf_ids, tfidf_values) too."""
     for start in range(0, len(texts), size):
         enc = tokenizer(texts[start:start + size], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt")
-        yield enc["input_ids"], enc["attention_mask"]
+        vectors = () if tfidf is None else tuple(map(torch.from_numpy, tfidf.batch(texts[start:start + size])))
+        yield enc["input_ids"], enc["attention_mask"], *vectors
 
 
 def texts_per_second(forward, batches, n_texts, repeats: int = 2) -> float:
@@ -46,8 +49,8 @@ def texts_per_second(forward, batches, n_texts, repeats: int = 2) -> float:
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            for ids, mask in batches:
-                forward(ids, mask)
+            for batch in batches:
+                forward(*batch)
             best = min(best, time.perf_counter() - start)
     return n_texts / best
 
@@ -98,8 +101,11 @@ def main():
     fits = [i for i, n in enumerate(lengths) if n <= cfg["max_length"]]
 
     print(f"\n1. Agreement with the checkpoint (fp32), {len(sample)} texts of {source}, max abs difference:")
-    print(f"  pipeline on the HF folder ({len(fits)} texts in one window): "
-          f"{pipeline_difference(folders['hf'], remote, [sample.texts[i] for i in fits], reference[fits], names):.2e}")
+    if checkpoint.state["tfidf"] and checkpoint.model.fused.ready:  # noqa: the fused head predicts
+        print("  pipeline on the HF folder: cannot pass the fused head's TF-IDF inputs (README, Export and serving)")
+    else:
+        print(f"  pipeline on the HF folder ({len(fits)} texts in one window): "
+              f"{pipeline_difference(folders['hf'], remote, [sample.texts[i] for i in fits], reference[fits], names):.2e}")
     for fmt in ("hf", "onnx"):
         probs, _, _ = Predictor(folders[fmt]).probabilities(sample)
         print(f"  predict.py on the {fmt} folder ({len(sample)} texts): {np.abs(probs - reference).max():.2e}")
@@ -107,16 +113,21 @@ def main():
     print("\n2. Speed, texts/s (the model alone, the same padded batches):")
     eager, tokenizer = serving_model(checkpoint.state)
     fast = Predictor(args.ckpt)
-    routes = {"PyTorch eager fp32": lambda ids, mask: eager(ids, mask),
-              f"PyTorch, predict.py's path ({fast.amp_dtype or 'fp32'})": lambda ids, mask: autocast_forward(fast, ids,
-                                                                                                           mask),
-              "onnxruntime fp32": load_exported(folders["onnx"])[0]}
+    onnx = load_exported(folders["onnx"])[0]
+    routes = {"PyTorch eager fp32": lambda ids, mask, *tfidf: eager(ids, mask, None, None, None, *tfidf),
+              f"PyTorch, predict.py's path ({fast.amp_dtype or 'fp32'})":
+                  lambda ids, mask, *tfidf: autocast_forward(fast, ids, mask, *tfidf),
+              "onnxruntime fp32": lambda ids, mask, *tfidf: onnx(ids, mask, None, None, None, *tfidf)}
     if args.int8:
-        routes["onnxruntime int8"] = load_exported(quantized_folder(folders["onnx"], os.path.join(work, "int8")))[0]
+        int8 = load_exported(quantized_folder(folders["onnx"], os.path.join(work, "int8")))[0]
+        routes["onnxruntime int8"] = lambda ids, mask, *tfidf: int8(ids, mask, None, None, None, *tfidf)
+    fused = checkpoint.state["tfidf"] and checkpoint.model.fused.ready
+    vocabulary = TfidfVocabulary.from_state(checkpoint.state["tfidf"]) if fused else None
     print(f"  {'route':40s} {'batch 1':>9s} {'batch 32':>9s} {'vs eager':>9s}")
     base = None
     for name, forward in routes.items():
-        rates = [texts_per_second(forward, list(padded_batches(tokenizer, sample.texts[:n], cfg["max_length"], size)),
+        rates = [texts_per_second(forward, list(padded_batches(tokenizer, sample.texts[:n], cfg["max_length"], size,
+                                                               vocabulary)),
                                   n) for size, n in ((1, min(64, len(sample))), (32, len(sample)))]
         base = base or rates
         print(f"  {name:40s} {rates[0]:9.1f} {rates[1]:9.1f} {rates[0] / base[0]:5.2f}x / {rates[1] / base[1]:.2f}x",
@@ -132,11 +143,11 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
 
 
-def autocast_forward(predictor, ids, mask):
+def autocast_forward(predictor, ids, mask, *tfidf):
     from engine.amp import autocast
 
     with autocast(predictor.device, predictor.amp_dtype):
-        return predictor.model(ids, mask)
+        return predictor.model(ids, mask, None, None, None, *tfidf)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def forward_seconds(examples, num_labels: int, args) -> float:
     from engine.state import resolve_kernels
     from model import build_model, load_tokenizer
 
-    cfg = make_config(model=args.model, long_doc="truncate")
+    cfg = make_config(model=args.model, long_doc="truncate", features="encoder")
     device = torch.device("cpu")
     resolve_kernels(cfg, device)
     tokenizer = load_tokenizer(args.model)

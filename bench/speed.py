@@ -202,7 +202,9 @@ def ours_training(args, variant: str):
     from engine.state import build_train_state, resolve_kernels
     from engine.trainer import build_data
 
-    cfg = make_config(**{**parse_flags(TRAIN_FIELDS, args.ours_flags), "model": args.model, "data": args.data,
+    # the encoder's loop, as the Trainer runs it (bench/fused_cost.py measures what the fused head adds)
+    cfg = make_config(**{"features": "encoder", **parse_flags(TRAIN_FIELDS, args.ours_flags), "model": args.model,
+                         "data": args.data,
                          "max_length": args.max_length, "batch_size": args.batch_size,
                          "eval_batch_size": args.eval_batch_size, "max_eval_samples": args.eval_examples,
                          "max_train_samples": args.train_examples,

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from data.labels import Examples, hash_texts
+from data.tfidf import TfidfVocabulary, padded_rows
 
 
 class LongDoc(NamedTuple):
@@ -30,12 +31,13 @@ class TokenizedExamples:
     """All token ids of a split in one int32 array with offsets (a list of lists would cost 10x the memory).
     With chunked documents the rows are windows and document i owns windows `doc_offsets[i]:doc_offsets[i+1]`
     (`doc_offsets` is None when every document is one window). `lengths`: tokens per document, all its windows
-    together (what batching by length groups on)."""
+    together (what batching by length groups on). `tfidf`: each document's TF-IDF vector as CSR arrays (offsets,
+    term indices, values), or None."""
 
     def __init__(self, token_ids: np.ndarray, offsets: np.ndarray, labels: list[list[int]], num_labels: int,
-                 doc_offsets: np.ndarray | None = None):
+                 doc_offsets: np.ndarray | None = None, tfidf: tuple | None = None):
         self.token_ids, self.offsets, self.labels, self.num_labels = token_ids, offsets, labels, num_labels
-        self.doc_offsets = doc_offsets
+        self.doc_offsets, self.tfidf = doc_offsets, tfidf
         self.window_lengths = np.diff(offsets)
         self.lengths = self.window_lengths if doc_offsets is None else np.add.reduceat(
             self.window_lengths, doc_offsets[:-1]) if len(doc_offsets) > 1 else np.zeros(0, dtype=np.int64)
@@ -55,45 +57,58 @@ class TokenizedExamples:
 
 
 def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int, cache_dir: str | None = None,
-             long_doc: LongDoc = LongDoc()) -> TokenizedExamples:
-    """Tokenize once; the result is cached by tokenizer, max length, long-document setting and text content."""
+             long_doc: LongDoc = LongDoc(), tfidf: TfidfVocabulary | None = None) -> TokenizedExamples:
+    """Tokenize once (and with `tfidf`, compute each text's TF-IDF vector once); the result is cached by tokenizer,
+    max length, long-document setting, TF-IDF vocabulary and text content."""
     cache_file = None
     if cache_dir:
         setting = "" if long_doc.mode == "truncate" else f"|{long_doc}"
-        key = hash_texts(hashlib.sha256(f"{_tokenizer_fingerprint(tokenizer)}|{max_length}{setting}".encode()),
-                         examples.texts)
+        digest = hashlib.sha256(f"{_tokenizer_fingerprint(tokenizer)}|{max_length}{setting}".encode())
+        if tfidf is not None:
+            digest.update(b"|tfidf|" + json.dumps(tfidf.state()).encode())
+        key = hash_texts(digest, examples.texts)
         cache_file = os.path.join(cache_dir, f"tokens-{key.hexdigest()[:24]}.npz")
-        cached = _read_cache(cache_file, len(examples))
+        cached = _read_cache(cache_file, len(examples), tfidf is not None)
         if cached is not None:
-            return TokenizedExamples(*cached[:2], examples.labels, num_labels, cached[2])
+            return TokenizedExamples(*cached[:2], examples.labels, num_labels, *cached[2:])
     doc_offsets = None
     if long_doc.mode == "truncate":
         token_ids, offsets = _tokenize_in_batches(examples.texts, tokenizer, max_length)
     else:
         token_ids, offsets, doc_offsets = _windows(examples.texts, tokenizer, max_length, long_doc)
+    rows = tfidf.rows(examples.texts) if tfidf is not None else None
     if cache_file:
         arrays = {"token_ids": token_ids, "offsets": offsets}
         if doc_offsets is not None:
             arrays["doc_offsets"] = doc_offsets
+        if rows is not None:
+            arrays.update(zip(TFIDF_ARRAYS, rows))
         _write_cache(cache_file, arrays)
-    return TokenizedExamples(token_ids, offsets, examples.labels, num_labels, doc_offsets)
+    return TokenizedExamples(token_ids, offsets, examples.labels, num_labels, doc_offsets, rows)
 
 
-def _read_cache(path: str, n_docs: int):
-    """(token_ids, offsets, doc_offsets or None) of a cache file, or None where there is none or it is torn,
-    empty or not ours (a crash, a full disk, another program): it is then tokenized again and rewritten."""
+TFIDF_ARRAYS = ("tfidf_offsets", "tfidf_ids", "tfidf_values")
+
+
+def _read_cache(path: str, n_docs: int, with_tfidf: bool = False):
+    """(token_ids, offsets, doc_offsets or None, TF-IDF rows or None) of a cache file, or None where there is none
+    or it is torn, empty or not ours (a crash, a full disk, another program): it is then tokenized again and
+    rewritten."""
     if not os.path.isfile(path):
         return None
     try:
         with np.load(path) as cached:
             token_ids, offsets = cached["token_ids"], cached["offsets"]
             doc_offsets = cached["doc_offsets"] if "doc_offsets" in cached else None
+            tfidf = tuple(cached[name] for name in TFIDF_ARRAYS) if with_tfidf else None
     except Exception:  # numpy raises OSError, ValueError, EOFError, KeyError or zipfile's errors on a bad file
         return None
     rows = n_docs if doc_offsets is None else int(doc_offsets[-1]) if len(doc_offsets) == n_docs + 1 else -1
     if offsets.ndim != 1 or len(offsets) != rows + 1 or offsets[-1] != len(token_ids) or offsets[0] != 0:
         return None
-    return token_ids, offsets, doc_offsets
+    if tfidf is not None and (len(tfidf[0]) != n_docs + 1 or tfidf[0][-1] != len(tfidf[1]) or len(tfidf[1]) != len(tfidf[2])):
+        return None
+    return token_ids, offsets, doc_offsets, tfidf
 
 
 def _write_cache(path: str, arrays: dict) -> None:
@@ -262,6 +277,8 @@ class Collator:
                  "index": torch.from_numpy(indices.astype(np.int64))}
         if ex.doc_offsets is not None:
             batch["window_doc"] = torch.from_numpy(window_doc[:, 1].copy())
+        if ex.tfidf is not None:
+            batch["tfidf_ids"], batch["tfidf_values"] = map(torch.from_numpy, padded_rows(*ex.tfidf, indices))
         if grouped:
             batch["window_groups"] = torch.tensor(window_groups(self.padded(lengths), self.group_tokens, self.group_cost))
         return batch

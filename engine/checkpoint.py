@@ -130,7 +130,7 @@ def load_checkpoint(path: str, map_location="cpu", log=to_stderr) -> dict:
     problem = config_problem(state["config"]) or checkpoint_problem(state)
     if problem:
         raise CheckpointError(f"{path}: not a usable checkpoint of this project: {problem}")
-    for key in ("thresholds", "pos_weight", "label_prior", "data_fingerprints"):  # absent from older checkpoints
+    for key in ("thresholds", "pos_weight", "label_prior", "data_fingerprints", "tfidf"):  # absent from older ones
         state.setdefault(key, None)
     if filled:
         log(f"{path}: saved by an older version; read with " + ", ".join(f"{k}={v!r}" for k, v in filled.items()))
@@ -163,6 +163,10 @@ def checkpoint_problem(state: dict) -> str | None:
     for name, tensor in (("pos_weight", pos_weight), ("label_prior", prior)):
         if tensor is not None and not (isinstance(tensor, torch.Tensor) and tensor.shape == (len(names),)):
             return f"its {name} does not match its {len(names)} labels"
+    problem = tfidf_problem(state.get("tfidf"), state["config"]["features"],
+                            state["model"].get("fused.tfidf_weight"), len(names))
+    if problem:
+        return problem
     non_finite = next((key for key, value in state["model"].items()
                        if value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
     if non_finite:
@@ -172,6 +176,22 @@ def checkpoint_problem(state: dict) -> str | None:
     limit = position_limit(encoder)
     if limit is not None and state["config"]["max_length"] > limit:
         return f"its max_length {state['config']['max_length']} is beyond the encoder's {limit} positions"
+    return None
+
+
+def tfidf_problem(tfidf, features: str, weight, num_labels: int) -> str | None:
+    """What is wrong with a checkpoint's (or an export's) TF-IDF vocabulary against its fused head, or None."""
+    if features == "encoder":
+        return None
+    if not isinstance(tfidf, dict) or not isinstance(tfidf.get("terms"), list) \
+            or not all(isinstance(t, str) for t in tfidf["terms"]):
+        return "its features are both but it has no TF-IDF vocabulary (tfidf terms)"
+    idf = tfidf.get("idf")
+    if len(idf if isinstance(idf, (list, torch.Tensor)) else []) != len(tfidf["terms"]):
+        return f"its TF-IDF vocabulary has {len(tfidf['terms'])} terms but not one idf value each"
+    if weight is not None and tuple(weight.shape) != (max(1, len(tfidf["terms"])), num_labels):
+        return (f"its fused head's TF-IDF weights are {tuple(weight.shape)}, not {len(tfidf['terms'])} terms x "
+                f"{num_labels} labels")
     return None
 
 

@@ -103,11 +103,26 @@ TRAIN_FIELDS = (
     Field("compile_mode", "auto", "torch.compile's mode; reduce-overhead replays CUDA graphs, taking the host's cost "
           "of launching each kernel off a GPU that waits on it; auto: reduce-overhead on a GPU, default elsewhere",
           MODEL, choices=("auto", "default", "reduce-overhead", "max-autotune"), resume="applied", before="default"),
+    Field("features", "auto", "what the head reads: the encoder's pooled embedding (encoder: the head trained with "
+          "it), or that and the text's whole TF-IDF vector (both: one linear head fitted to convergence over the two "
+          "after each epoch, a squared-hinge SVM per label); auto: both, and after each epoch's validation whichever "
+          "head scored the better --select-metric predicts (on EU law the fused one, on tweets the encoder's own; "
+          "README, EU law)", MODEL, choices=("auto", "encoder", "both"), before="encoder"),
+    Field("tfidf_terms", 200_000, "TF-IDF vocabulary (words and bigrams in at least 2 training texts) at most, and "
+          "fewer where terms x labels x 4 bytes would pass 1 GiB (the fused head)", MODEL, int, check="at_least_1",
+          before=200_000),
+    Field("embedding_scale", 2.0, "the L2-normalised embedding's scale beside the L2-normalised TF-IDF vector when the "
+          "fused head is fitted: its weight against the TF-IDF terms' under the same regularisation (the fused head; "
+          "chosen on EU laws: docs/results.md, EU law)", MODEL, float, check="positive", before=2.0),
+    Field("svm_c", 2.0, "C (inverse regularisation) of the fused head's fit (the fused head; chosen on EU laws)",
+          MODEL, float, check="positive", before=2.0),
     Field("freeze_embeddings", "word", "keep embeddings as pretrained: word (the word-embedding matrix: half of "
           "MiniLM's weights, which a dense AdamW update would rewrite every step for the few hundred rows a batch "
           "uses) or all (also position and token-type embeddings and their LayerNorm)", MODEL,
           choices=("none", "word", "all"), before="none"),
-    Field("epochs", 5, "passes over the training data", OPTIM, int, check="at_least_1", resume="applied"),
+    Field("epochs", 5, "passes over the training data (0, with the fused head: the encoder is not fine-tuned; the "
+          "fused head is fitted once over its pretrained embedding)", OPTIM, int, check="zero_or_more",
+          resume="applied"),
     Field("batch_size", 16, "per device", OPTIM, int, check="at_least_1"),
     Field("eval_batch_size", 64, "per device, in validation", OPTIM, int, check="at_least_1", resume="applied"),
     Field("lr", 1e-4, "encoder learning rate (peak)", OPTIM, float, check="positive", resume="applied"),
@@ -267,6 +282,9 @@ def check_values(fields, values: dict) -> None:
         problem = None if f.resume == "recorded" else value_problem(f, value)
         if problem:
             raise ConfigError(f"{f.flag} {value if value != '' else repr(value)}: {problem}")
+    if fields is TRAIN_FIELDS and values["epochs"] == 0 and values["features"] == "encoder":
+        raise ConfigError("--epochs 0: trains nothing with --features encoder (with both or auto the fused head "
+                          "is fitted over the pretrained encoder)")
 
 
 def check_machine(fields, values: dict) -> None:

@@ -6,8 +6,9 @@ import torch
 
 from data import Examples, LongDoc, build_loader, tokenize
 from data.errors import InputError
+from data.tfidf import TfidfVocabulary
 from engine.amp import inference_dtype, resolve_amp
-from engine.checkpoint import CheckpointError, labels_problem, load_checkpoint
+from engine.checkpoint import CheckpointError, labels_problem, load_checkpoint, tfidf_problem
 from engine.config import ConfigError, config_problem, upgrade
 from engine.loop import collect_probabilities
 from engine.state import compile_plan, compiled_module
@@ -59,8 +60,10 @@ class Predictor:
             config, _ = upgrade(meta["config"])
         except ConfigError as e:
             raise ExportError(f"{folder}: its run config is not usable: {e}") from None
-        self.state = {"config": config, "label_names": meta["label_names"], "thresholds": meta["thresholds"]}
-        problem = config_problem(config) or labels_problem(meta["label_names"], meta["thresholds"])
+        self.state = {"config": config, "label_names": meta["label_names"], "thresholds": meta["thresholds"],
+                      "tfidf": meta.get("tfidf")}
+        problem = (config_problem(config) or labels_problem(meta["label_names"], meta["thresholds"])
+                   or tfidf_problem(meta.get("tfidf"), config["features"], None, len(meta["label_names"])))
         if problem:
             raise ExportError(f"{folder}: not a usable export: {problem}")
         self.config, self.label_names = config, meta["label_names"]
@@ -69,8 +72,9 @@ class Predictor:
 
     def probabilities(self, examples: Examples, cache_dir=None) -> tuple[np.ndarray, np.ndarray, float]:
         """(probabilities, multi-hot gold labels, mean loss) in the order of `examples`."""
+        tfidf = self.state.get("tfidf")
         tokenized = tokenize(examples, self.tokenizer, self.config["max_length"], len(self.label_names), cache_dir,
-                             LongDoc.from_config(self.config))
+                             LongDoc.from_config(self.config), TfidfVocabulary.from_state(tfidf) if tfidf else None)
         loader = build_loader(tokenized, self.batch_size, self.tokenizer.pad_token_id, False, device=self.device,
                               compiled=self.config["compiled"] != "off", max_length=self.config["max_length"])
         return collect_probabilities(self.model, loader, self.device, self.amp_dtype, self.loss_fn)

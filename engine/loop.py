@@ -13,12 +13,13 @@ from engine.errors import NonFiniteLossError
 
 
 def document_logits(model, batch: dict, device: torch.device, non_blocking: bool = False) -> torch.Tensor:
-    """One row of logits per document of the batch; a chunked document's windows are pooled by the model."""
-    window_doc = batch.get("window_doc")
+    """One row of logits per document of the batch; a chunked document's windows are pooled by the model, and a
+    batch with TF-IDF vectors passes them on (a fitted fused head reads them)."""
+    moved = {key: None if batch.get(key) is None else batch[key].to(device, non_blocking=non_blocking)
+             for key in ("window_doc", "tfidf_ids", "tfidf_values")}
     return model(batch["input_ids"].to(device, non_blocking=non_blocking),
-                 batch["attention_mask"].to(device, non_blocking=non_blocking),
-                 None if window_doc is None else window_doc.to(device, non_blocking=non_blocking), len(batch["labels"]),
-                 batch.get("window_groups"))
+                 batch["attention_mask"].to(device, non_blocking=non_blocking), moved["window_doc"],
+                 len(batch["labels"]), batch.get("window_groups"), moved["tfidf_ids"], moved["tfidf_values"])
 
 
 def accumulate_gradients(model, batch: dict, loss_fn, device: torch.device, amp_dtype, scale=lambda loss: loss,

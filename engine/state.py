@@ -54,9 +54,11 @@ class TrainState:
     def wrap(self, distributed: bool, compile_mode: str) -> None:
         """What the loop calls: under DDP the model's DistributedDataParallel wrapper, then compiled with
         `compile_mode` ("off": eager)."""
-        if distributed:
+        if distributed:  # no buffer broadcast: the fused head's (a GiB at thousands of labels) is fitted alike on
+            # every rank, and the encoders' buffers are constants
             self.forward_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)
         if compile_mode != "off":
             self.compile(compile_mode)
 
@@ -145,12 +147,13 @@ def resolve_kernels(cfg: dict, device: torch.device, trained_amp: str | None = N
     cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type, fast)
 
 
-def build_train_state(cfg: dict, num_labels: int, total_steps: int, device: torch.device) -> TrainState:
+def build_train_state(cfg: dict, num_labels: int, total_steps: int, device: torch.device,
+                      tfidf_size: int = 0) -> TrainState:
     """A fresh run's state from its config, after `resolve_kernels`: the pretrained encoder with a new head, AdamW
     in its parameter groups, the warm-up and decay schedule over `total_steps` optimizer steps, and a grad scaler
     (active for fp16 only). cfg["attention_impl"] becomes the kernel the architecture runs (DeBERTa-v2: eager).
     train.py and bench/speed.py build their runs through this function."""
-    model = build_model(cfg, num_labels).to(device)
+    model = build_model(cfg, num_labels, tfidf_size=tfidf_size).to(device)
     cfg["attention_impl"] = attention_impl(model)
     amp_dtype = dtype_from_name(cfg["amp_dtype"])
     optimizer = build_optimizer(model, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])

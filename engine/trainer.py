@@ -9,11 +9,13 @@ from typing import NamedTuple
 import torch
 
 from data import DataError, LongDoc, build_loader, load_examples, tokenize
+from data.tfidf import TfidfVocabulary
 from engine.checkpoint import link_checkpoint, save_checkpoint, write_json
 from engine.cli import run_cli
 from engine.config import ConfigError, check_against_labels, quiet, resolve_run, resolve_window
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
 from engine.errors import NAMES, Interrupted, NonFiniteLossError
+from engine.head_fit import fit_fused_head, fit_vocabulary, score_heads
 from engine.interrupt import StopSignals
 from engine.logger import RunLogger
 from engine.loop import collect_probabilities, train_one_epoch
@@ -41,11 +43,16 @@ class RunData(NamedTuple):
     train_loader: object
     val_loader: object
     fingerprints: dict  # of the train and validation examples (Examples.fingerprint), computed once
+    tfidf: TfidfVocabulary | None = None  # --features both: the training texts' vocabulary
+    fit_loader: object = None  # --features both: the training documents in order, for the fused head's fit
 
 
-def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 1, log=print) -> RunData:
+def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 1, log=print,
+               tfidf_state: dict | None = None) -> RunData:
     """The run's splits, labels (a resumed run's own), tokenizer and the train and validation loaders (padded for
-    the compile mode `resolve_kernels` recorded)."""
+    the compile mode `resolve_kernels` recorded); with --features both, the TF-IDF vocabulary (a resumed run's
+    own, `tfidf_state`, else fitted on the training texts), every document's vector, and a loader of the training
+    documents in order for the fused head's fit."""
     splits, label_names = load_examples(
         cfg["data"], cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
         label_names=label_names, val_fraction=cfg["val_fraction"], split_seed=cfg["split_seed"],
@@ -56,7 +63,11 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
     tokenizer = load_tokenizer(cfg["model"])
     resolve_window(cfg, tokenizer, position_limit(load_encoder_config(cfg["model"]).to_dict()))
     cache, long_doc = cfg["cache_dir"] or None, LongDoc.from_config(cfg)
-    train_set, val_set = (tokenize(splits[s], tokenizer, cfg["max_length"], len(label_names), cache, long_doc)
+    tfidf = None
+    if cfg["features"] != "encoder":
+        tfidf = TfidfVocabulary.from_state(tfidf_state) if tfidf_state else fit_vocabulary(
+            splits["train"].texts, cfg["tfidf_terms"], len(label_names), log)
+    train_set, val_set = (tokenize(splits[s], tokenizer, cfg["max_length"], len(label_names), cache, long_doc, tfidf)
                           for s in ("train", "validation"))
     if long_doc.mode == "chunk":
         log("windows per document: " + ", ".join(
@@ -68,17 +79,24 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
     val_loader = build_loader(val_set, cfg["eval_batch_size"], tokenizer.pad_token_id, False, device=device,
                               workers=cfg["workers"], rank=rank, world_size=world_size, compiled=compiled,
                               max_length=cfg["max_length"])
+    fit_loader = None if tfidf is None else build_loader(
+        train_set, cfg["eval_batch_size"], tokenizer.pad_token_id, False, device=device, workers=cfg["workers"],
+        rank=rank, world_size=world_size, compiled=compiled, max_length=cfg["max_length"])
     fingerprints = {split: splits[split].fingerprint() for split in ("train", "validation")}
-    return RunData(splits, label_names, tokenizer, train_loader, val_loader, fingerprints)
+    return RunData(splits, label_names, tokenizer, train_loader, val_loader, fingerprints, tfidf, fit_loader)
 
 
 def validate(state, data: RunData, loss_fn, cfg: dict, logger) -> tuple[dict, dict]:
     """Validation metrics at --threshold, thresholds tuned on these predictions and the F1 they reach
-    (`tuned_*`: per label, `global_*`: one for all), the seconds it took, and the TensorBoard details."""
+    (`tuned_*`: per label, `global_*`: one for all), the seconds it took, and the TensorBoard details. With a fitted
+    fused head both heads are scored (engine/head_fit.py, `score_heads`): the one that predicts gets these metrics,
+    the other its headline ones under its name (`encoder_micro_f1`, or `fused_micro_f1`)."""
     start = time.perf_counter()
     probs, targets, loss = collect_probabilities(state.eval_model, data.val_loader, state.device, state.amp_dtype,
                                                  loss_fn)
     metrics = {"loss": loss, **multilabel_metrics(probs, targets, cfg["threshold"])}
+    if state.model.fused is not None and state.model.fused.ready:
+        probs, metrics = score_heads(state, data.val_loader, loss_fn, cfg, probs, metrics)
     thresholds = tune_thresholds(probs, targets, cfg["tune_objective"], cfg["tune_min_positives"],
                                  fallback=cfg["tune_fallback"])
     metrics.update({f"tuned_{k}": v for k, v in f1_scores(probs, targets, thresholds["per_label"]).items()})
@@ -114,6 +132,8 @@ class Checkpoints:
                        "encoder_config": json.loads(state.model.encoder.config.to_json_string()),
                        "pos_weight": pos_weight, "label_prior": prior,
                        "data_fingerprints": data.fingerprints}
+        if data.tfidf is not None:
+            self.static["tfidf"] = {**data.tfidf.state(), "idf": torch.from_numpy(data.tfidf.idf)}
         self.last, self.best = (os.path.join(cfg["output_dir"], name) for name in ("last.pt", "best.pt"))
         # A --save-every save at an epoch's last batch would be resumed by validating again at its step, logging
         # that step's validation to TensorBoard twice: there the epoch-end save, after validation, is the save.
@@ -198,17 +218,20 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode, read at first use
         torch.use_deterministic_algorithms(True)
     resolve_kernels(cfg, device, resume["config"]["amp_dtype"] if resume and "amp" not in changes else None)
-    data = build_data(cfg, resume["label_names"] if resume else None, device, rank, world_size, log)
+    data = build_data(cfg, resume["label_names"] if resume else None, device, rank, world_size, log,
+                      resume.get("tfidf") if resume else None)
     if resume:
         refuse_changed_data(resume.get("data_fingerprints"), data, cfg["resume"])
 
     record_facts(cfg, resume, changes, device, world_size, len(data.label_names))
     steps_per_epoch = -(-len(data.train_loader) // cfg["grad_accum"])
-    state = build_train_state(cfg, len(data.label_names), steps_per_epoch * cfg["epochs"], device)
+    state = build_train_state(cfg, len(data.label_names), steps_per_epoch * cfg["epochs"], device,
+                              len(data.tfidf) if data.tfidf is not None else 0)
     progress = state.progress
     loss_fn, pos_weight, prior = training_loss(cfg, data.splits["train"].labels, len(data.label_names), device)
     if resume:
         state.load_state_dict(resume)
+        resume.update(model=None, optimizer=None)  # copied into the state: not held twice (a GiB at many labels)
         set_learning_rates(state.optimizer, state.scheduler, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])
         log(f"resumed from {cfg['resume']}: epoch {progress['epoch'] + 1}, batch {progress['batches_done']}, "
             f"step {progress['step']}")
@@ -234,22 +257,29 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
     first_epoch = progress["epoch"]
     record = {}
     try:
-        for epoch in range(progress["epoch"], cfg["epochs"]):
+        # --epochs 0 (with the fused head): one pass of no training, in which the fused head is fitted and validated
+        for epoch in range(progress["epoch"], max(1, cfg["epochs"])):
             if state.patience_spent(cfg["patience"]):
                 log(f"early stop: no better {cfg['select_metric']} in the {cfg['patience']} epochs since epoch "
                     f"{progress['best_epoch']} (--patience {cfg['patience']})")
                 break
-            data.train_loader.batch_sampler.set_epoch(epoch, progress["batches_done"])
-            signals.deferring = True
-            train_stats = train_one_epoch(state, data.train_loader, loss_fn, cfg["grad_accum"], cfg["clip_grad"],
-                                          cfg["log_every"], logger if folder else None, checkpoints.after_step,
-                                          f"{epoch + 1}/{cfg['epochs']}")
-            signals.deferring = False
-            if cfg["compiled"] != "off" and epoch == first_epoch:
-                log(f"torch.compile ({cfg['compiled']}): the first training step took "
-                    f"{train_stats['first_step_seconds']:.1f} s, compiling included")
+            train_stats = {}
+            if cfg["epochs"]:
+                data.train_loader.batch_sampler.set_epoch(epoch, progress["batches_done"])
+                signals.deferring = True
+                train_stats = train_one_epoch(state, data.train_loader, loss_fn, cfg["grad_accum"],
+                                              cfg["clip_grad"], cfg["log_every"], logger if folder else None,
+                                              checkpoints.after_step, f"{epoch + 1}/{cfg['epochs']}")
+                signals.deferring = False
+                if cfg["compiled"] != "off" and epoch == first_epoch:
+                    log(f"torch.compile ({cfg['compiled']}): the first training step took "
+                        f"{train_stats['first_step_seconds']:.1f} s, compiling included")
             if fast:
                 cpu_fast.release_freed_memory(device)
+            if state.model.fused is not None:
+                train_stats.update(fit_fused_head(state.model, data.fit_loader, data.fit_loader.dataset.tfidf,
+                                                  data.splits["train"].labels, cfg, prior, device, state.amp_dtype,
+                                                  log))
             val, thresholds = validate(state, data, loss_fn, cfg, logger)
             if fast:
                 cpu_fast.release_freed_memory(device)
@@ -260,10 +290,13 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
             signals.deferring = True  # a signal while the epoch is saved waits for the save (a second one does not)
             checkpoints.save_last(val, thresholds, best=improved)
             signals.deferring = False
-            log(f"epoch {epoch + 1}/{cfg['epochs']}  train_loss {train_stats['loss']:.4f}  val_loss {val['loss']:.4f}  "
+            trained = (f"train_loss {train_stats['loss']:.4f}  " if cfg["epochs"] else "")
+            speed = (f"  ({train_stats['seconds']:.1f} s, {train_stats['examples_per_s']:.1f} ex/s)"
+                     if cfg["epochs"] else "  (the pretrained encoder)")
+            head = "" if "fused_head" not in val else "  fused head" if val["fused_head"] else "  encoder's own head"
+            log(f"epoch {epoch + 1}/{max(1, cfg['epochs'])}  {trained}val_loss {val['loss']:.4f}  "
                 f"val_micro_f1 {val['micro_f1']:.4f} (tuned {val['tuned_micro_f1']:.4f})  "
-                f"val_macro_f1 {val['macro_f1']:.4f}  ({train_stats['seconds']:.1f} s, "
-                f"{train_stats['examples_per_s']:.1f} ex/s)" + ("  best" if improved else ""))
+                f"val_macro_f1 {val['macro_f1']:.4f}{speed}{head}" + ("  best" if improved else ""))
             signum = signals.requested(collective=world_size > 1)
             if signum:
                 raise Interrupted(signum, f"interrupted by {NAMES[signum]}: epoch {epoch + 1} saved whole (last.pt"

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from data.errors import InputError
+from data.tfidf import FILE_NAME as TFIDF_FILE
+from data.tfidf import TfidfVocabulary
 from model import build_from_checkpoint, document_rows, supported_attention
 
 METADATA_KEY = "multi_label"
@@ -30,6 +32,8 @@ REMOTE_CODE_FILE = "modeling_multilabel.py"
 TANH_SCALE = 1e-4
 AGREEMENT = 1e-4  # the largest difference of a probability an export may show against the checkpoint
 HF_MODELING = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hf_modeling.py")
+FUSED_HEAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fused_head.py")  # hf_modeling.py imports it
+TFIDF_CODE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tfidf.py")
 
 
 class ExportError(InputError):
@@ -99,7 +103,9 @@ def remote_code_model(classifier: nn.Module, state: dict):
     from model.hf_modeling import MultiLabelEncoderClassifier, MultiLabelEncoderConfig
 
     module = os.path.splitext(REMOTE_CODE_FILE)[0]
+    tfidf_size = len(state["tfidf"]["terms"]) if classifier.fused is not None else None
     config = MultiLabelEncoderConfig(encoder_config=state["encoder_config"], pooling=state["config"]["pooling"],
+                                     tfidf_size=tfidf_size, chunk_pool=state["config"]["chunk_pool"],
                                      **label_maps(state["label_names"]), **{METADATA_KEY: metadata(state)})
     config.auto_map = {"AutoConfig": f"{module}.MultiLabelEncoderConfig",
                        "AutoModelForSequenceClassification": f"{module}.MultiLabelEncoderClassifier"}
@@ -109,15 +115,30 @@ def remote_code_model(classifier: nn.Module, state: dict):
 
 
 class ProbabilitiesAndLogits(nn.Module):
-    """The graph ONNX gets: a window's sigmoid probabilities, and its logits (which chunked documents pool)."""
+    """The graph ONNX gets: a window's sigmoid probabilities, and its logits (which chunked documents pool); with a
+    fused head it reads the window's document's TF-IDF vector too."""
 
     def __init__(self, classifier: nn.Module):
         super().__init__()
         self.classifier = classifier
 
-    def forward(self, input_ids, attention_mask):
-        logits = self.classifier(input_ids, attention_mask)
+    def forward(self, input_ids, attention_mask, tfidf_ids=None, tfidf_values=None):
+        logits = self.classifier(input_ids, attention_mask, tfidf_ids=tfidf_ids, tfidf_values=tfidf_values)
         return torch.sigmoid(logits), logits
+
+
+def probe_tfidf(state: dict, n: int) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """Random TF-IDF rows of the vocabulary (index and value 0 as padding, as batches pad them), or (None, None)
+    for a model without a fused head."""
+    if state["config"]["features"] == "encoder":
+        return None, None
+    generator = torch.Generator().manual_seed(1)
+    size = max(1, len(state["tfidf"]["terms"]))
+    ids = torch.randint(0, size, (n, 12), generator=generator)
+    values = torch.rand((n, 12), generator=generator)
+    values[:, -3:] = 0
+    ids[:, -3:] = 0
+    return ids, values / values.norm(dim=1, keepdim=True)
 
 
 def probe_inputs(state: dict, tokenizer, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,16 +163,23 @@ def export_model(state: dict, folder: str, fmt: str) -> dict:
 
     transformers_logging.disable_progress_bar()
     classifier, tokenizer = serving_model(state, "eager" if fmt == "onnx" else "sdpa")
+    if classifier.fused is not None and not classifier.fused.ready:  # the encoder's own head predicts: export that
+        classifier.fused = None
+        state = {**state, "config": {**state["config"], "features": "encoder"}, "tfidf": None}
+    fused = classifier.fused is not None
     ids, mask = probe_inputs(state, tokenizer)
+    tfidf = probe_tfidf(state, len(ids))
     with torch.no_grad():
-        expected = torch.sigmoid(classifier(ids, mask)).numpy()
+        expected = torch.sigmoid(classifier(ids, mask, tfidf_ids=tfidf[0], tfidf_values=tfidf[1])).numpy()
     os.makedirs(folder)
     tokenizer.save_pretrained(folder)
+    if fused:
+        write_tfidf(state["tfidf"], folder)
     if fmt == "onnx":
-        write_onnx(classifier, state, os.path.join(folder, ONNX_FILE), (ids, mask))
+        write_onnx(classifier, state, os.path.join(folder, ONNX_FILE), (ids, mask, *tfidf) if fused else (ids, mask))
         served, chosen, remote = load_exported(folder)[0], "onnx", False
     else:
-        model = native_model(classifier, state) if state["config"]["pooling"] == "cls" else None
+        model = native_model(classifier, state) if state["config"]["pooling"] == "cls" and not fused else None
         if model is not None:
             with torch.no_grad():
                 found = torch.sigmoid(model(input_ids=ids, attention_mask=mask).logits).numpy()
@@ -161,48 +189,66 @@ def export_model(state: dict, folder: str, fmt: str) -> dict:
         if remote:
             model = remote_code_model(classifier, state)
             shutil.copyfile(HF_MODELING, os.path.join(folder, REMOTE_CODE_FILE))
+            shutil.copyfile(FUSED_HEAD, os.path.join(folder, os.path.basename(FUSED_HEAD)))
         model.save_pretrained(folder)
         served, chosen = load_exported(folder)[0], type(model).__name__
     with torch.no_grad():
-        difference = float(np.abs(torch.sigmoid(served(ids, mask)).numpy() - expected).max())
+        found = served(ids, mask, tfidf_ids=tfidf[0], tfidf_values=tfidf[1])
+        difference = float(np.abs(torch.sigmoid(found).numpy() - expected).max())
     if not difference <= AGREEMENT:
         raise ExportError(f"the {fmt} export disagrees with the checkpoint by {difference:.2g} in a probability "
                           f"(more than {AGREEMENT:g}); nothing was kept")
     return {"format": fmt, "class": chosen, "remote_code": remote, "max_abs_difference": difference}
 
 
+def write_tfidf(tfidf: dict, folder: str) -> None:
+    """The TF-IDF vocabulary as tfidf.json, and the code that turns a text into the model's tfidf_ids and
+    tfidf_values from it (data/tfidf.py, which needs only NumPy) as tfidf.py."""
+    vocabulary = TfidfVocabulary.from_state(tfidf)
+    with open(os.path.join(folder, TFIDF_FILE), "w", encoding="utf-8") as f:
+        json.dump(vocabulary.state(), f, ensure_ascii=False)
+    shutil.copyfile(TFIDF_CODE, os.path.join(folder, "tfidf.py"))
+
+
 def write_onnx(classifier: nn.Module, state: dict, path: str, example: tuple) -> None:
     """ONNX through torch.export (dynamic batch and length), with `metadata(state)` as JSON in the model's
     metadata_props. The exporter's progress lines, warnings and log are kept off the console."""
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
+    batch, length, terms = torch.export.Dim("batch"), torch.export.Dim("length"), torch.export.Dim("terms")
+    names = ["input_ids", "attention_mask", "tfidf_ids", "tfidf_values"][:len(example)]
+    shapes = {name: {0: batch, 1: terms if name.startswith("tfidf") else length} for name in names}
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(ProbabilitiesAndLogits(classifier), example, dynamo=True,
-                                        input_names=["input_ids", "attention_mask"],
-                                        output_names=["probabilities", "logits"],
-                                        dynamic_shapes={"input_ids": {0: batch, 1: length},
-                                                        "attention_mask": {0: batch, 1: length}})
+                                        input_names=names, output_names=["probabilities", "logits"],
+                                        dynamic_shapes=shapes)
             program.model.metadata_props[METADATA_KEY] = json.dumps(metadata(state))
             program.save(path, external_data=False)
     finally:
-        exporter_log.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class ServedModel(nn.Module):
     """An exported model behind the classifier's call: (input_ids, attention_mask, window_doc, num_docs,
-    window_groups) -> logits, a row per window or (with window_doc) per document, pooled as in training."""
+    window_groups, tfidf_ids, tfidf_values) -> logits, a row per window or (with window_doc) per document, pooled
+    as in training. `logits_of(ids, mask, tfidf_ids, tfidf_values)` sees a row per window, each with its
+    document's TF-IDF vector (whose part is constant over the windows, so pooling keeps it as the checkpoint's)."""
 
     def __init__(self, logits_of, chunk_pool: str, module: nn.Module | None = None):
         super().__init__()
         self.logits_of, self.chunk_pool, self.module = logits_of, chunk_pool, module
 
-    def forward(self, input_ids, attention_mask, window_doc=None, num_docs=None, window_groups=None):
-        return document_rows(lambda ids, mask: self.logits_of(ids, mask).float(), input_ids, attention_mask,
-                             window_doc, num_docs, window_groups, self.chunk_pool)
+    def forward(self, input_ids, attention_mask, window_doc=None, num_docs=None, window_groups=None, tfidf_ids=None,
+                tfidf_values=None):
+        rows = () if tfidf_ids is None else (tfidf_ids, tfidf_values) if window_doc is None else (
+            tfidf_ids[window_doc], tfidf_values[window_doc])
+        return document_rows(lambda ids, mask, *tfidf: self.logits_of(ids, mask, *tfidf).float(), input_ids,
+                             attention_mask, window_doc, num_docs, window_groups, self.chunk_pool, rows)
 
 
 def load_exported(folder: str, device: str = "cpu") -> tuple[ServedModel, object, dict]:
@@ -218,7 +264,20 @@ def load_exported(folder: str, device: str = "cpu") -> tuple[ServedModel, object
         tokenizer = tokenizer_class(folder).from_pretrained(folder)
     except (OSError, ValueError) as e:
         raise ExportError(f"{folder}: cannot load its tokenizer: {str(e).splitlines()[0]}") from None
+    if meta["config"].get("features") in ("auto", "both"):
+        meta["tfidf"] = read_tfidf(folder)
     return model, tokenizer, meta
+
+
+def read_tfidf(folder: str) -> dict:
+    """The vocabulary of an export's fused head, read by this repository's data/tfidf.py (the folder's tfidf.py
+    is for its users, and is not run)."""
+    path = os.path.join(folder, TFIDF_FILE)
+    try:
+        return TfidfVocabulary.load(folder).state()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"{path}: the fused head's TF-IDF vocabulary cannot be read ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
 
 
 def tokenizer_class(folder: str):
@@ -269,8 +328,10 @@ def hf_model(folder: str, device: str) -> tuple[ServedModel, dict]:
         model = model.to(device).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ExportError(f"{folder}: cannot load the model: {str(e).splitlines()[0][:200]}") from None
-    served = ServedModel(lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits,
-                         meta["config"]["chunk_pool"], model)
+    def logits_of(ids, mask, *tfidf):
+        return model(input_ids=ids, attention_mask=mask, **dict(zip(("tfidf_ids", "tfidf_values"), tfidf))).logits
+
+    served = ServedModel(logits_of, meta["config"]["chunk_pool"], model)
     return served, meta
 
 
@@ -288,9 +349,12 @@ def onnx_model(path: str, device: str) -> tuple[ServedModel, dict]:
         raise ExportError(f"{path}: not a model onnxruntime can load ({str(e).splitlines()[0][:200]})") from None
     meta = read_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
 
-    def logits_of(ids, mask):
-        outputs = session.run(["logits"], {"input_ids": ids.cpu().numpy().astype(np.int64),
-                                           "attention_mask": mask.cpu().numpy().astype(np.int64)})
-        return torch.from_numpy(outputs[0]).to(ids.device)
+    def logits_of(ids, mask, *tfidf):
+        inputs = {"input_ids": ids.cpu().numpy().astype(np.int64),
+                  "attention_mask": mask.cpu().numpy().astype(np.int64)}
+        if tfidf:
+            inputs.update(tfidf_ids=tfidf[0].cpu().numpy().astype(np.int64),
+                          tfidf_values=tfidf[1].cpu().numpy().astype(np.float32))
+        return torch.from_numpy(session.run(["logits"], inputs)[0]).to(ids.device)
 
     return ServedModel(logits_of, meta["config"]["chunk_pool"]), meta

@@ -44,7 +44,7 @@ def test_the_pipeline_on_a_hf_folder_gives_predicts_probabilities(model_type, po
                                                                   tmp_path, capsys):
     from transformers import AutoModelForSequenceClassification, pipeline
 
-    ckpt = tiny_run(tmp_path, synthetic_folder, model_type, "--pooling", pooling)
+    ckpt = tiny_run(tmp_path, synthetic_folder, model_type, "--pooling", pooling, "--features", "encoder")
     folder = str(tmp_path / "hf")
     result = export.main(["--ckpt", ckpt, "--out", folder])
     assert result["remote_code"] is not native and result["max_abs_difference"] <= 1e-4
@@ -70,17 +70,20 @@ def test_the_pipeline_on_a_hf_folder_gives_predicts_probabilities(model_type, po
         assert np.abs(probabilities(onnx) - probabilities(ours)).max() <= 1e-4
 
 
-def test_checkpoint_hf_folder_and_onnx_label_long_documents_alike(synthetic_folder, tmp_path, capsys):
+@pytest.mark.parametrize("features,chunk_pool", [("encoder", "mean"), ("both", "max")])
+def test_checkpoint_hf_folder_and_onnx_label_long_documents_alike(features, chunk_pool, synthetic_folder, tmp_path,
+                                                                   capsys):
     pytest.importorskip("onnxruntime", reason="ONNX needs the [export] extra (onnxruntime)")
     ckpt = tiny_run(tmp_path, synthetic_folder, "bert", "--long-doc", "chunk", "--max-length", "16",
-                    "--chunk-pool", "mean")
+                    "--chunk-pool", chunk_pool, "--features", features)
     export.main(["--ckpt", ckpt, "--out", str(tmp_path / "hf")])
     onnx = export.main(["--ckpt", ckpt, "--out", str(tmp_path / "onnx"), "--format", "onnx"])
     assert onnx["max_abs_difference"] <= 1e-4
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
-    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"] + (
+        ["tfidf_ids", "tfidf_values"] if features == "both" else [])
     assert [o.name for o in session.get_outputs()] == ["probabilities", "logits"]
     stored = json.loads(session.get_modelmeta().custom_metadata_map["multi_label"])
     assert stored["label_names"] == ["apple", "banana", "cherry", "date", "elder"] and stored["thresholds"]
@@ -137,3 +140,49 @@ def test_overwrite_replaces_an_earlier_export_whole(trained_run, tmp_path, capsy
     assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []
     assert predicted(str(folder), TEXTS[:2], capsys)[0]["predicted"] == predicted(str(out / "best.pt"), TEXTS[:2],
                                                                                   capsys)[0]["predicted"]
+
+
+def test_a_fused_model_serves_alike_from_its_checkpoint_hf_folder_and_onnx_with_the_folders_own_tfidf(
+        synthetic_folder, tmp_path, capsys):
+    """The fused head (--features both) reads the text's TF-IDF vector: the folders carry the vocabulary
+    (tfidf.json) and the code that computes the vector from it (tfidf.py), and each route gives the checkpoint's
+    probabilities from them; transformers' pipeline, which cannot pass the vector, is refused in one line."""
+    import sys
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    ckpt = tiny_run(tmp_path, synthetic_folder, "bert", "--pooling", "cls", "--features", "both")
+    hf, onnx = str(tmp_path / "hf"), str(tmp_path / "onnx")
+    assert export.main(["--ckpt", ckpt, "--out", hf])["remote_code"]  # no native class reads TF-IDF
+    assert {"tfidf.json", "tfidf.py", "fused_head.py", "modeling_multilabel.py"} <= set(os.listdir(hf))
+    ours = probabilities(predicted(ckpt, TEXTS, capsys))
+    assert np.abs(probabilities(predicted(hf, TEXTS, capsys)) - ours).max() <= 1e-4
+
+    sys.path.insert(0, hf)  # what README tells a user of the folder to run
+    try:
+        from tfidf import TfidfVocabulary
+    finally:
+        sys.path.remove(hf)
+        sys.modules.pop("tfidf", None)
+    ids, values = TfidfVocabulary.load(hf).batch(TEXTS)
+    tokenizer = AutoTokenizer.from_pretrained(hf)
+    model = AutoModelForSequenceClassification.from_pretrained(hf, trust_remote_code=True).eval()
+    with torch.no_grad():
+        logits = model(**tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt"),
+                       tfidf_ids=torch.from_numpy(ids), tfidf_values=torch.from_numpy(values)).logits
+    assert np.abs(torch.sigmoid(logits).numpy() - ours).max() <= 1e-4
+    with pytest.raises(ValueError, match="tfidf_ids and tfidf_values"):
+        pipeline("text-classification", model=hf, top_k=None, trust_remote_code=True)(TEXTS)
+
+    if importlib.util.find_spec("onnxruntime"):
+        import onnxruntime
+
+        assert export.main(["--ckpt", ckpt, "--out", onnx, "--format", "onnx"])["max_abs_difference"] <= 1e-4
+        assert np.abs(probabilities(predicted(onnx, TEXTS, capsys)) - ours).max() <= 1e-4
+        session = onnxruntime.InferenceSession(os.path.join(onnx, "model.onnx"))
+        encoded = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="np")
+        found = session.run(["probabilities"], {"input_ids": encoded["input_ids"].astype(np.int64),
+                                                "attention_mask": encoded["attention_mask"].astype(np.int64),
+                                                "tfidf_ids": ids, "tfidf_values": values})[0]
+        assert np.abs(found - ours).max() <= 1e-4

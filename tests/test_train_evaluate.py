@@ -149,7 +149,7 @@ def test_help_shows_the_defaults(capsys):
         train.main(["--help"])
     assert exit_info.value.code == 0
     shown = " ".join(capsys.readouterr().out.split())
-    for flag in ("--lr LR encoder learning rate (peak) (default: 0.0001)", "--epochs EPOCHS passes over the training data (default: 5)",
+    for flag in ("--lr LR encoder learning rate (peak) (default: 0.0001)", "--batch-size BATCH_SIZE per device (default: 16)",
                  "--split-seed SPLIT_SEED seed of that carve (default: 0)"):
         assert flag in shown, flag
 
