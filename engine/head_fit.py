@@ -61,6 +61,9 @@ def fused_features(tfidf_rows: tuple, tfidf_size: int, embeddings: np.ndarray, s
     return features
 
 
+SMALL_FIT = 20_000_000  # labels x stored features below which the SVMs are fitted in this process
+
+
 def fit_label(features, y: np.ndarray, c: float) -> tuple[np.ndarray, float, bool]:
     """One label's squared-hinge SVM -> (weights, bias, whether it stopped at liblinear's iteration limit)."""
     from sklearn.exceptions import ConvergenceWarning
@@ -96,6 +99,8 @@ def fit_head(features, labels: list[list[int]], c: float, prior: torch.Tensor, j
     bias = log_odds(prior).numpy().astype(np.float32)
     fitted = np.flatnonzero((counts > 0) & (counts < features.shape[0]))
     stopped = 0
+    if len(fitted) * features.nnz < SMALL_FIT:  # not worth starting worker processes
+        jobs = 1
     results = Parallel(n_jobs=jobs, return_as="generator")(delayed(fit_label)(features, y[j], c) for j in fitted)
     for j, (weights, intercept, limit) in zip(fitted, results):
         tfidf_weight[:, j], embedding[:, j], bias[j] = weights[:terms], weights[terms:], intercept
