@@ -12,7 +12,7 @@ from data import DataError, LongDoc, build_loader, load_examples, tokenize
 from data.tfidf import TfidfVocabulary
 from engine.checkpoint import link_checkpoint, save_checkpoint, write_json
 from engine.cli import run_cli
-from engine.config import ConfigError, check_against_labels, quiet, resolve_run, resolve_window
+from engine.config import ConfigError, check_against_labels, quiet, resolve_window
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
 from engine.errors import NAMES, Interrupted, NonFiniteLossError
 from engine.head_fit import fit_fused_head, fit_vocabulary, score_heads
@@ -22,6 +22,7 @@ from engine.loop import collect_probabilities, train_one_epoch
 from engine.losses import log_odds, training_loss
 from engine.metrics import binarize, f1_scores, multilabel_metrics
 from engine.optim import set_learning_rates
+from engine.run_config import resolve_run
 from engine.run_folder import RunFolder
 from engine.state import build_train_state, resolve_kernels, seed_everything
 from engine.thresholds import tune_thresholds

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from engine.config import (EVALUATE_FIELDS, FIELDS, PREDICT_FIELDS, RESUME_RULES, TRAIN_FIELDS, ConfigError,
-                           make_config, parse_flags, resolve_run, upgrade, with_defaults)
+                           make_config, parse_flags, upgrade, with_defaults)
+from engine.run_config import resolve_run
 
 
 def test_every_setting_has_a_resume_rule_and_every_flag_is_a_setting():

@@ -108,7 +108,8 @@ def test_attention_dropout_reaches_the_encoder_and_its_checkpoint(tiny_bert, syn
 def test_a_run_saved_with_the_older_freeze_flag_resumes_with_the_same_choice(trained_run, tmp_path,
                                                                              trained_embeddings):
     from engine.checkpoint import save_checkpoint
-    from engine.config import TRAIN_FIELDS, parse_flags, resolve_run
+    from engine.config import TRAIN_FIELDS, parse_flags
+    from engine.run_config import resolve_run
 
     state = torch.load(trained_run[0] / "last.pt", weights_only=True)
     del state["config"]["freeze_embeddings"]
@@ -122,7 +123,8 @@ def test_a_run_saved_before_the_rare_label_defaults_resumes_with_its_own_choices
     """Square-root positive weights and the pooled threshold of rare labels came later: a run without those
     keys in its config continues as it began (no weights, the global threshold)."""
     from engine.checkpoint import save_checkpoint
-    from engine.config import TRAIN_FIELDS, parse_flags, resolve_run
+    from engine.config import TRAIN_FIELDS, parse_flags
+    from engine.run_config import resolve_run
 
     state = torch.load(trained_run[0] / "last.pt", weights_only=True)
     for key in ("pos_weight", "tune_fallback"):
@@ -189,7 +191,8 @@ def test_help_and_a_misspelt_flag_answer_before_torch_is_imported_in_each_cli():
 
 def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_run, tmp_path):
     from engine.checkpoint import load_checkpoint, save_checkpoint
-    from engine.config import TRAIN_FIELDS, parse_flags, resolve_run
+    from engine.config import TRAIN_FIELDS, parse_flags
+    from engine.run_config import resolve_run
     from engine.run_folder import RunFolder
 
     out, _, epochs = trained_run
