@@ -19,7 +19,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from data import build_loader, load_examples, tokenize  # noqa: E402
-from data.batching import TokenizedExamples  # noqa: E402
 from engine.config import make_config  # noqa: E402
 from engine.head_fit import fit_fused_head, fit_vocabulary  # noqa: E402
 from engine.loop import accumulate_gradients, collect_probabilities  # noqa: E402
@@ -44,11 +43,6 @@ def timed(work) -> float:
     start = time.perf_counter()
     work()
     return time.perf_counter() - start
-
-
-def without_tfidf(examples: TokenizedExamples) -> TokenizedExamples:
-    return TokenizedExamples(examples.token_ids, examples.offsets, examples.labels, examples.num_labels,
-                             examples.doc_offsets, None)
 
 
 def main():
@@ -82,7 +76,7 @@ def main():
     train_set, val_set = (tokenize(s, tokenizer, cfg["max_length"], len(names), tfidf=vocabulary) for s in (train, val))
     pad = tokenizer.pad_token_id
     loaders = {name: build_loader(ex, cfg["batch_size"], pad, True, cfg["seed"]) for name, ex in
-               (("with", train_set), ("without", without_tfidf(train_set)))}
+               (("with", train_set), ("without", train_set.without_tfidf()))}
     state = build_train_state(cfg, len(names), 1000, device, len(vocabulary))
     loss_fn, _, prior = training_loss(cfg, train.labels, len(names), device)
     print(f"{args.label_column}: {len(train)} training laws, {len(val)} validation laws, {len(names)} labels, "

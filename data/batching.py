@@ -42,6 +42,10 @@ class TokenizedExamples:
         self.lengths = self.window_lengths if doc_offsets is None else np.add.reduceat(
             self.window_lengths, doc_offsets[:-1]) if len(doc_offsets) > 1 else np.zeros(0, dtype=np.int64)
 
+    def without_tfidf(self) -> "TokenizedExamples":
+        """The same examples whose batches carry no TF-IDF vectors (training reads none)."""
+        return TokenizedExamples(self.token_ids, self.offsets, self.labels, self.num_labels, self.doc_offsets, None)
+
     def max_windows(self) -> int:
         return 1 if self.doc_offsets is None else int(np.diff(self.doc_offsets).max(initial=0))
 

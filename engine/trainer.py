@@ -45,7 +45,8 @@ class RunData(NamedTuple):
     val_loader: object
     fingerprints: dict  # of the train and validation examples (Examples.fingerprint), computed once
     tfidf: TfidfVocabulary | None = None  # --features both: the training texts' vocabulary
-    fit_loader: object = None  # --features both: the training documents in order, for the fused head's fit
+    fit_loader: object = None  # with the fused head: the training documents in order, for its fit
+    train_tfidf: tuple | None = None  # with the fused head: the training documents' TF-IDF vectors (CSR arrays)
 
 
 def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 1, log=print,
@@ -75,16 +76,17 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
             f"{name} {len(ex.window_lengths) / max(1, len(ex)):.2f} on average, at most {ex.max_windows()}"
             for name, ex in (("train", train_set), ("validation", val_set))))
     compiled = cfg["compiled"] not in ("off", None)
-    train_loader = build_loader(train_set, cfg["batch_size"], tokenizer.pad_token_id, True, cfg["seed"], device,
-                                cfg["workers"], rank, world_size, compiled, cfg["max_length"])
+    train_loader = build_loader(train_set.without_tfidf(), cfg["batch_size"], tokenizer.pad_token_id, True,
+                                cfg["seed"], device, cfg["workers"], rank, world_size, compiled, cfg["max_length"])
     val_loader = build_loader(val_set, cfg["eval_batch_size"], tokenizer.pad_token_id, False, device=device,
                               workers=cfg["workers"], rank=rank, world_size=world_size, compiled=compiled,
                               max_length=cfg["max_length"])
     fit_loader = None if tfidf is None else build_loader(
-        train_set, cfg["eval_batch_size"], tokenizer.pad_token_id, False, device=device, workers=cfg["workers"],
+        train_set.without_tfidf(), cfg["eval_batch_size"], tokenizer.pad_token_id, False, device=device, workers=cfg["workers"],
         rank=rank, world_size=world_size, compiled=compiled, max_length=cfg["max_length"])
     fingerprints = {split: splits[split].fingerprint() for split in ("train", "validation")}
-    return RunData(splits, label_names, tokenizer, train_loader, val_loader, fingerprints, tfidf, fit_loader)
+    return RunData(splits, label_names, tokenizer, train_loader, val_loader, fingerprints, tfidf, fit_loader,
+                   train_set.tfidf)
 
 
 def validate(state, data: RunData, loss_fn, cfg: dict, logger) -> tuple[dict, dict]:
@@ -278,7 +280,7 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
             if fast:
                 cpu_fast.release_freed_memory(device)
             if state.model.fused is not None:
-                train_stats.update(fit_fused_head(state.model, data.fit_loader, data.fit_loader.dataset.tfidf,
+                train_stats.update(fit_fused_head(state.model, data.fit_loader, data.train_tfidf,
                                                   data.splits["train"].labels, cfg, prior, device, state.amp_dtype,
                                                   log))
             val, thresholds = validate(state, data, loss_fn, cfg, logger)
