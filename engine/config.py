@@ -237,6 +237,8 @@ def build_parser(fields, description: str) -> argparse.ArgumentParser:
             target.add_argument(f.flag, action="store_true", help=text)
         elif f.positional:
             target.add_argument(f.flag, nargs="*", help=text)
+        elif f.kind is list:  # a flag given once per value
+            target.add_argument(f.flag, action="append", metavar=f.name.upper(), required=f.required, help=text)
         else:
             listed = f.choices and len(f.choices) <= 6
             metavar = "{" + ",".join(f.choices) + "}" if listed else f.name.upper()

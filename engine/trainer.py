@@ -29,10 +29,12 @@ from engine.thresholds import tune_thresholds
 from model import cpu_fast, load_encoder_config, load_tokenizer, position_limit, tokenizer_files
 
 
-def train_from_flags(given: dict) -> dict:
-    """train.py's work: resolve the flags given (a resume included), run, and end any failure with one line."""
+def train_from_flags(given: dict, after_epoch=None) -> dict:
+    """train.py's work: resolve the flags given (a resume included), run, and end any failure with one line.
+    `after_epoch(record)`, if given, sees each epoch's metrics.jsonl record once it is saved, and may end the run
+    there as finished by returning the reason (search.py's pruner: engine/search_trial.py)."""
     try:
-        return run_cli(lambda: run(*resolve_run(given)))
+        return run_cli(lambda: run(*resolve_run(given), after_epoch=after_epoch))
     finally:
         cleanup()
 
@@ -177,7 +179,7 @@ class Checkpoints:
                 self.stop(signum)
 
 
-def run(cfg: dict, resume: dict | None, changes: dict) -> dict:
+def run(cfg: dict, resume: dict | None, changes: dict, after_epoch=None) -> dict:
     """Takes the run folder (locked for this process), trains, and on any failure or signal leaves it as it
     was: an overwritten run comes back unless the new one has saved a checkpoint."""
     device, rank, world_size = init_distributed(cfg["device"])
@@ -191,7 +193,7 @@ def run(cfg: dict, resume: dict | None, changes: dict) -> dict:
                               "it or --resume auto to continue it")
     try:
         with StopSignals() as signals:
-            return train(cfg, resume, changes, device, rank, world_size, folder, signals)
+            return train(cfg, resume, changes, device, rank, world_size, folder, signals, after_epoch)
     except BaseException as e:
         if folder:
             folder.abandon()
@@ -214,7 +216,7 @@ def record_facts(cfg: dict, resume: dict | None, changes: dict, device, world_si
             name: {"from": old, "to": new} for name, (old, new) in changes.items()}}]
 
 
-def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> dict:
+def train(cfg, resume, changes, device, rank, world_size, folder, signals, after_epoch=None) -> dict:
     log = print if folder else quiet
     seed_everything(cfg["seed"], rank)
     if cfg["deterministic"]:
@@ -304,6 +306,10 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals) -> di
             if signum:
                 raise Interrupted(signum, f"interrupted by {NAMES[signum]}: epoch {epoch + 1} saved whole (last.pt"
                                           f"{', best.pt' if improved else ''}); " + continue_with(cfg["output_dir"]))
+            stop = after_epoch(record) if after_epoch else None
+            if stop:
+                log(f"stopped after epoch {epoch + 1}: {stop}")
+                break
         if record:
             logger.hparams(cfg, {k[4:]: v for k, v in record.items() if k.startswith("val_") and isinstance(v, float)})
     except Interrupted as e:
