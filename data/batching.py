@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from data.errors import DataError
 from data.labels import Examples, hash_texts
 from data.tfidf import TfidfVocabulary, padded_rows
 
@@ -182,6 +183,9 @@ def _windows(texts, tokenizer, max_length: int, long_doc: LongDoc, batch_size: i
     prefix, suffix = special_tokens(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
     step = budget - (default_stride(budget) if long_doc.stride is None else long_doc.stride)
+    if long_doc.mode == "chunk" and step < 1:  # train.py refuses it (resolve_window); an edited config may not
+        raise DataError(f"stride {long_doc.stride}: windows of max_length {max_length} hold {budget} tokens of text; "
+                        "the stride must be smaller (the run's config)")
     rows, docs = [], [0]
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(texts[start:start + batch_size], add_special_tokens=False, return_attention_mask=False,

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import sys
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -56,6 +57,8 @@ def file_format(path: str, allow_txt: bool = False) -> str | None:
 
 def read_file(path: str, allow_txt: bool = False) -> Table:
     """`allow_txt`: a .txt file is a `text` column, one text per non-blank line (for unlabelled text)."""
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder; name a file")
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     fmt = file_format(path, allow_txt)
@@ -74,6 +77,8 @@ def read_file(path: str, allow_txt: bool = False) -> Table:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except (gzip.BadGzipFile, EOFError) as e:
         raise DataError(f"{path}: not a whole gzip file ({e or 'it ends early'})") from None
+    except zlib.error as e:  # compressed data that is damaged, not cut short
+        raise DataError(f"{path}: its gzip-compressed data is damaged ({e})") from None
 
 
 def _read_lines(path, f) -> Table:

@@ -1,5 +1,4 @@
 """Checkpoints: plain Python values and tensors only, written atomically, read without running code."""
-import errno
 import json
 import math
 import os
@@ -77,16 +76,39 @@ def fsync_folder(folder):
         os.close(fd)
 
 
-def save_checkpoint(path: str, state: dict) -> None:
-    """torch.save reports a failed write (a full disk, a quota) as a RuntimeError of its zip writer: here it is
-    the OSError it is, so the command ends in one line like any other failed write (the old file stays)."""
-    try:
-        atomic_write(path, lambda f: torch.save(state, f))
-    except RuntimeError as e:
-        if "write" not in str(e):
+class RecordedWrites:
+    """The file torch.save writes into, keeping the OSError of a write that failed (a full disk, a quota, a file
+    size limit): torch's zip writer reports it as a RuntimeError of its own, whose text differs between builds."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data):
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
             raise
-        reason = next((line.strip() for line in str(e).splitlines() if "write" in line), str(e))
-        raise OSError(errno.EIO, f"the checkpoint could not be written (is the disk full?): {reason}", path) from None
+
+    def flush(self):
+        return self.file.flush()
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Atomically (atomic_write). A failed write ends as the OSError it is, naming the file, so the command ends in
+    one line like any other failed write (the old file stays)."""
+    def write(file):
+        recorded = RecordedWrites(file)
+        try:
+            torch.save(state, recorded)
+        except (RuntimeError, OSError):
+            if recorded.error is None:
+                raise
+            error = recorded.error
+            raise OSError(error.errno, f"{error.strerror or error}: the checkpoint could not be written", path) \
+                from None
+
+    atomic_write(path, write)
 
 
 def link_checkpoint(source: str, path: str) -> None:

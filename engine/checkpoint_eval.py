@@ -32,7 +32,9 @@ def load_eval_examples(flags, cfg, label_names, fingerprints: dict | None = None
         raise DataError(f"--split {flags['split']}: {data} has no such split (it has: {', '.join(splits)})")
     examples = splits[split]
     limit = flags["max_eval_samples"] if flags["max_eval_samples"] is not None else cfg["max_eval_samples"]
-    if limit is not None and split != "train" and limit < len(examples):
+    if single_file:  # another file: the training run's limit is not its own, a --max-eval-samples given is
+        limit = flags["max_eval_samples"]
+    if limit is not None and (split != "train" or single_file) and limit < len(examples):
         examples = examples.select(range(limit))
     expected = (fingerprints or {}).get("validation")
     if split == "validation" and expected and not flags["data"] and flags["max_eval_samples"] is None \

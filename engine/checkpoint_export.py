@@ -6,51 +6,67 @@ import tempfile
 
 from engine.checkpoint import load_checkpoint
 from engine.config import EXPORT_FIELDS, check_machine, check_values
-from model.exported import METADATA_KEY, ONNX_FILE, REMOTE_CODE_FILE, ExportError, export_model, require_onnx
+from engine.interrupt import StopSignals
+from model.exported import MANIFEST_FILE, REMOTE_CODE_FILE, ExportError, export_model, read_manifest, require_onnx
 
 
-def is_export(folder: str) -> bool:
-    """Whether `folder` holds what export_model writes (and so may be replaced by --overwrite)."""
-    if os.path.isfile(os.path.join(folder, ONNX_FILE)):
-        return True
-    try:
-        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            return f'"{METADATA_KEY}"' in f.read()
-    except (OSError, UnicodeDecodeError):
-        return False
+STAGING = ".export-"  # .<out's name>.export-<pid>-<random>: an export being written beside --out
 
 
-def check_out(out: str, overwrite: bool) -> None:
+def check_out(out: str, overwrite: bool, ckpt: str) -> None:
+    """--out may be new, or with --overwrite an earlier export holding only what its manifest lists."""
+    if os.path.commonpath([out, os.path.abspath(ckpt)]) == out:
+        raise ExportError(f"--out {out}: holds the checkpoint being exported ({ckpt}); export to another folder")
     if not os.path.exists(out):
         return
     if not os.path.isdir(out):
         raise ExportError(f"--out {out}: is a file; name a folder")
     if not overwrite:
         raise ExportError(f"--out {out}: exists; give --overwrite to replace an earlier export")
-    if os.listdir(out) and not is_export(out):
-        raise ExportError(f"--out {out}: holds files export.py did not write; it replaces only an earlier export")
+    names = os.listdir(out)
+    written = read_manifest(out)
+    foreign = sorted(set(names) - set(written or {}) - {MANIFEST_FILE})
+    if foreign:
+        raise ExportError(f"--out {out}: holds files export.py did not write ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}); --overwrite replaces only an earlier export, "
+                          f"whole" + ("" if written is not None else f" (one with its {MANIFEST_FILE})"))
+
+
+def remove_stale_staging(parent: str, name: str) -> None:
+    """Staging folders of exports whose process is gone (killed before it could remove its own)."""
+    prefix = f".{name}{STAGING}"
+    for entry in os.listdir(parent):
+        pid = entry[len(prefix):].split("-", 1)[0] if entry.startswith(prefix) else ""
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def export_checkpoint(flags: dict) -> dict:
-    """export.py: write the checkpoint's model to --out (in a hidden folder beside it first, so a failed export
-    leaves --out as it was) and print how it agrees with the checkpoint and how to load it."""
+    """export.py: write the checkpoint's model to --out (in a hidden folder beside it first, so a failed or
+    interrupted export leaves --out as it was) and print how it agrees with the checkpoint and how to load it."""
     check_values(EXPORT_FIELDS, flags)
     check_machine(EXPORT_FIELDS, flags)
     out = os.path.abspath(flags["out"])
-    check_out(out, flags["overwrite"])
+    check_out(out, flags["overwrite"], flags["ckpt"])
     if flags["format"] == "onnx":
         require_onnx()
     state = load_checkpoint(flags["ckpt"])
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=parent)
-    try:
-        result = export_model(state, os.path.join(staging, "export"), flags["format"])
-        if os.path.exists(out):
-            os.rename(out, os.path.join(staging, "replaced"))
-        os.rename(os.path.join(staging, "export"), out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    remove_stale_staging(parent, os.path.basename(out))
+    with StopSignals():  # SIGINT or SIGTERM: Interrupted, and the staging folder is removed on the way out
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}{STAGING}{os.getpid()}-", dir=parent)
+        try:
+            result = export_model(state, os.path.join(staging, "export"), flags["format"])
+            move_into_place(os.path.join(staging, "export"), out, flags["overwrite"], flags["ckpt"], staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {flags['out']}: {result['class']}; probabilities within {result['max_abs_difference']:.1e} of the "
           f"checkpoint's on {len(state['label_names'])} labels")
     print(f"  python predict.py --ckpt {flags['out']} \"some text\"")
@@ -59,3 +75,21 @@ def export_checkpoint(flags: dict) -> dict:
         print(f"  transformers.pipeline(\"text-classification\", model=\"{flags['out']}\", top_k=None{remote})"
               + (f"  (runs {REMOTE_CODE_FILE}: the run's {state['config']['pooling']} pooling)" if remote else ""))
     return result
+
+
+def move_into_place(export: str, out: str, overwrite: bool, ckpt: str, staging: str) -> None:
+    """The finished export becomes --out. What is at --out now is checked again (a folder may have appeared since
+    the start): only an earlier export is replaced, and only with --overwrite; a rename never replaces a folder
+    that holds files."""
+    if os.path.exists(out) and not overwrite:
+        raise ExportError(f"--out {out}: appeared while exporting; left as it is, nothing was written")
+    check_out(out, overwrite, ckpt)
+    replaced = os.path.join(staging, "replaced")
+    if os.path.exists(out):
+        os.rename(out, replaced)
+    try:
+        os.rename(export, out)
+    except OSError:
+        if os.path.exists(replaced) and not os.path.exists(out):
+            os.rename(replaced, out)
+        raise ExportError(f"--out {out}: appeared while exporting; left as it is, nothing was written") from None

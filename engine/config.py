@@ -373,15 +373,27 @@ def normalized(given: dict) -> dict:
     return given
 
 
-def check_against_labels(config: dict, num_labels: int) -> None:
-    """Precision and nDCG at k need at least k labels, and every ranking metric two: found out now, not after a
-    whole epoch."""
+def check_against_labels(config: dict, num_labels: int, validation_labels: list | None = None) -> None:
+    """Precision and nDCG at k need at least k labels, and every ranking metric two and a validation example with a
+    gold label; ROC-AUC a label with both positives and negatives there: found out now, before the run touches its
+    folder, not after an epoch."""
     name = config["select_metric"]
     k = int(name.rsplit("_at_", 1)[1]) if "_at_" in name else 0
     if name in ("mean_r_precision", "lrap") or k:
         k = max(k, 2)
     if k > num_labels:
         raise ConfigError(f"--select-metric {name}: needs at least {k} labels, the data has {num_labels}")
+    if validation_labels is None:
+        return
+    counts = [0] * num_labels
+    for labels in validation_labels:
+        for j in labels:
+            counts[j] += 1
+    if (k and not any(validation_labels)) or (name.startswith("roc_auc") and not any(
+            0 < c < len(validation_labels) for c in counts)):
+        raise ConfigError(f"--select-metric {name}: cannot be measured on this validation split ("
+                          f"{len(validation_labels)} examples, " + ("none with a gold label" if k else
+                          "no label both present and absent") + "); choose micro_f1 or another F1")
 
 
 def resolve_window(config: dict, tokenizer, positions: int | None = None) -> None:

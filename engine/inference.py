@@ -14,7 +14,7 @@ from engine.loop import collect_probabilities
 from engine.state import compile_plan, compiled_module
 from engine.losses import build_loss
 from engine.metrics import binarize
-from model import build_from_checkpoint, cpu_fast
+from model import build_from_checkpoint, cpu_fast, position_limit
 
 
 class Predictor:
@@ -66,6 +66,12 @@ class Predictor:
                    or tfidf_problem(meta.get("tfidf"), config["features"], None, len(meta["label_names"])))
         if problem:
             raise ExportError(f"{folder}: not a usable export: {problem}")
+        hf_config = getattr(getattr(self.model, "module", None), "config", None)
+        positions = position_limit(hf_config.to_dict()) if hf_config is not None else None
+        limit = min(self.tokenizer.model_max_length, positions or self.tokenizer.model_max_length)
+        if config["max_length"] > limit:
+            raise ExportError(f"{folder}: not a usable export: its max_length {config['max_length']} is beyond the "
+                              f"encoder's {limit} positions")
         self.config, self.label_names = config, meta["label_names"]
         self.amp_dtype, self.loss_fn = None, None
         self.batch_size = batch_size or config["eval_batch_size"]

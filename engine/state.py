@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 from engine.amp import dtype_from_name, dtype_name, resolve_amp, trained_dtype
 from engine.distributed import all_gather_objects
-from engine.optim import build_optimizer, build_scheduler
+from engine.optim import build_optimizer, build_scheduler, merge_decay_groups
 from model import attention_impl, build_model, cpu_fast, resolve_attention
 
 
@@ -101,7 +101,13 @@ class TrainState:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        merged = len(state["optimizer"]["param_groups"]) < len(self.optimizer.param_groups)
+        if merged:
+            merge_decay_groups(self.optimizer, self.model)
         self.optimizer.load_state_dict(state["optimizer"])
+        if merged:  # loading took the saved groups' own `decays`
+            for group in self.optimizer.param_groups:
+                group["decays"] = None
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler.is_enabled() and state["scaler"]:  # empty when saved by a run without fp16
             self.scaler.load_state_dict(state["scaler"])

@@ -61,9 +61,13 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
         cfg["data"], cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
         label_names=label_names, val_fraction=cfg["val_fraction"], split_seed=cfg["split_seed"],
         max_train_samples=cfg["max_train_samples"], max_eval_samples=cfg["max_eval_samples"], log=log)
-    if "train" not in splits or "validation" not in splits:
-        raise DataError(f"--data {cfg['data']}: training needs a train split (found: {', '.join(splits)})")
-    check_against_labels(cfg, len(label_names))
+    missing = [split for split in ("train", "validation") if split not in splits]
+    if missing:
+        carve = (f"; --val-fraction {cfg['val_fraction']} carves none from train"
+                 if missing == ["validation"] and not cfg["val_fraction"] else "")
+        raise DataError(f"--data {cfg['data']}: training needs a {' and a '.join(missing)} split (found: "
+                        f"{', '.join(splits) or 'none'}){carve}")
+    check_against_labels(cfg, len(label_names), splits["validation"].labels)
     tokenizer = load_tokenizer(cfg["model"])
     resolve_window(cfg, tokenizer, position_limit(load_encoder_config(cfg["model"]).to_dict()))
     cache, long_doc = cfg["cache_dir"] or None, LongDoc.from_config(cfg)

@@ -36,8 +36,49 @@ FUSED_HEAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fused_hea
 TFIDF_CODE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tfidf.py")
 
 
+MANIFEST_FILE = "export-manifest.json"  # the files an export wrote, with their sizes: written last
+BINARY = (".safetensors", ".onnx", ".bin")  # files whose size must be as written (hand-edited text files may differ)
+
+
 class ExportError(InputError):
     """An export that cannot be made or read: one line naming what is wrong."""
+
+
+def write_manifest(folder: str) -> None:
+    files = {name: os.path.getsize(os.path.join(folder, name)) for name in sorted(os.listdir(folder))}
+    with open(os.path.join(folder, MANIFEST_FILE), "w", encoding="utf-8") as f:
+        json.dump({"written_by": "export.py", "format_version": FORMAT_VERSION, "files": files}, f, indent=2)
+
+
+def read_manifest(folder: str) -> dict | None:
+    """{file name: size} of what the export in `folder` wrote; None where there is no manifest (an export from
+    before 2026-12-04, or not an export)."""
+    path = os.path.join(folder, MANIFEST_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            files = json.load(f)["files"]
+        if not all(isinstance(n, str) and n == os.path.basename(n) and n not in ("", ".", "..")
+                   and isinstance(v, int) for n, v in files.items()):
+            raise ValueError("a file name or size of another kind")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ExportError(f"{path}: not a manifest export.py wrote ({type(e).__name__})") from None
+    return files
+
+
+def export_problem(folder: str) -> str | None:
+    """What makes the export in `folder` unusable, read before any of it is used, or None: a file it wrote that is
+    missing, or weights of another size than were written (a copy cut short)."""
+    for name, size in (read_manifest(folder) or {}).items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            return f"{path}: missing; the export wrote it (copy the whole folder, or export again)"
+        found = os.path.getsize(path)
+        if name.endswith(BINARY) and found != size:
+            return (f"{path}: {found:,} bytes, but the export wrote {size:,} (cut short by an interrupted copy?); "
+                    "copy it again, or export again")
+    return None
 
 
 def require_onnx() -> None:
@@ -198,6 +239,7 @@ def export_model(state: dict, folder: str, fmt: str) -> dict:
     if not difference <= AGREEMENT:
         raise ExportError(f"the {fmt} export disagrees with the checkpoint by {difference:.2g} in a probability "
                           f"(more than {AGREEMENT:g}); nothing was kept")
+    write_manifest(folder)
     return {"format": fmt, "class": chosen, "remote_code": remote, "max_abs_difference": difference}
 
 
@@ -254,6 +296,9 @@ class ServedModel(nn.Module):
 def load_exported(folder: str, device: str = "cpu") -> tuple[ServedModel, object, dict]:
     """(the model, its tokenizer, its metadata) of a folder export_model wrote. Neither format runs code from
     the folder: model/hf_modeling.py is this repository's own copy of the folder's modeling file."""
+    problem = export_problem(folder)
+    if problem:
+        raise ExportError(problem)
     if os.path.isfile(os.path.join(folder, ONNX_FILE)):
         model, meta = onnx_model(os.path.join(folder, ONNX_FILE), device)
     elif os.path.isfile(os.path.join(folder, "config.json")):
@@ -261,7 +306,7 @@ def load_exported(folder: str, device: str = "cpu") -> tuple[ServedModel, object
     else:
         raise ExportError(f"{folder}: not a folder export.py wrote (no {ONNX_FILE} or config.json)")
     try:
-        tokenizer = tokenizer_class(folder).from_pretrained(folder)
+        tokenizer = tokenizer_class(folder).from_pretrained(folder, trust_remote_code=False)  # never runs or asks
     except (OSError, ValueError) as e:
         raise ExportError(f"{folder}: cannot load its tokenizer: {str(e).splitlines()[0]}") from None
     if meta["config"].get("features") in ("auto", "both"):
@@ -305,6 +350,19 @@ def read_metadata(raw, where: str) -> dict:
     return raw
 
 
+def label_maps_problem(id2label, names: list) -> str | None:
+    """The folder's two label lists, config.json's id2label (what pipeline() prints) and the metadata's (what
+    predict.py prints), must name the same labels in the same order."""
+    if not isinstance(id2label, dict) or sorted(id2label, key=str) != sorted(map(str, range(len(id2label))), key=str):
+        return "its id2label is not a map from 0, 1, ... to label names"
+    listed = [id2label[str(i)] for i in range(len(id2label))]
+    if listed != list(names):
+        first = next((i for i, (a, b) in enumerate(zip(listed, names)) if a != b), min(len(listed), len(names)))
+        return (f"its id2label ({len(listed)} labels) and its {METADATA_KEY} label names ({len(names)}) disagree "
+                f"from label {first} on")
+    return None
+
+
 def hf_model(folder: str, device: str) -> tuple[ServedModel, dict]:
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
@@ -318,13 +376,16 @@ def hf_model(folder: str, device: str) -> tuple[ServedModel, dict]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ExportError(f"{config_file}: not a readable config ({e})") from None
     meta = read_metadata(config.get(METADATA_KEY) if isinstance(config, dict) else None, config_file)
+    problem = label_maps_problem(config.get("id2label"), meta["label_names"])
+    if problem:
+        raise ExportError(f"{config_file}: {problem}; export again from the checkpoint")
     transformers_logging.disable_progress_bar()
     try:
         if config.get("model_type") == MultiLabelEncoderConfig.model_type:
             model = MultiLabelEncoderClassifier.from_pretrained(
                 folder, config=MultiLabelEncoderConfig.from_pretrained(folder))
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(folder)
+            model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False)
         model = model.to(device).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ExportError(f"{folder}: cannot load the model: {str(e).splitlines()[0][:200]}") from None

@@ -182,6 +182,33 @@ def with_model(flags, model):
     return [*flags[:flags.index("--model")], "--model", model, *flags[flags.index("--model") + 2:]]
 
 
+def damaged_gzip(tmp_path) -> str:
+    """A .jsonl.gz whose compressed data is damaged in the middle, not cut short."""
+    import gzip
+    import random
+
+    rows = synthetic_rows(400, seed=9)
+    data = bytearray(gzip.compress("".join(json.dumps({"text": t, "labels": l}) + "\n" for t, l in rows).encode()))
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] = random.Random(i).randrange(256)
+    (tmp_path / "damaged.jsonl.gz").write_bytes(bytes(data))
+    return str(tmp_path / "damaged.jsonl.gz")
+
+
+def no_gold_validation(tmp_path) -> str:
+    """Training data, and a validation split none of whose examples has a label."""
+    folder = tmp_path / "no-gold"
+    folder.mkdir()
+    write_flag_tsv(folder / "train.tsv", synthetic_rows(120, seed=4))
+    write_flag_tsv(folder / "validation.tsv", [(text, []) for text, _ in synthetic_rows(30, seed=5)])
+    return str(folder)
+
+
+def one_file(tmp_path) -> str:
+    write_flag_tsv(tmp_path / "all.tsv", synthetic_rows(60, seed=4))
+    return str(tmp_path / "all.tsv")
+
+
 def long_cell_file(tmp_path):
     """Not an error: a 200 KB cell (over csv's default 128 KB field limit)."""
     rows = synthetic_rows(40, seed=5)
@@ -241,7 +268,22 @@ BAD_INPUTS = [
     ("predict", lambda t, c, x: ["--ckpt", str(c), "--batch-size", "-1", "text"], "--batch-size -1"),
     ("predict", lambda t, c, x: ["--ckpt", str(c), "--thresholds", "high", "text"], "--thresholds high"),
     ("predict", lambda t, c, x: ["--ckpt", str(c), "--file", str(x / "none.txt")], "none.txt: no such file"),
+    ("predict", lambda t, c, x: ["--ckpt", str(c), "--file", str(x)], "is a folder; name a file"),
+    ("predict", lambda t, c, x: ["--ckpt", str(c), "--file", damaged_gzip(x)], "gzip-compressed data is damaged"),
+    ("train", lambda t, c, x: [*with_data(t, damaged_gzip(x))], "damaged.jsonl.gz: its gzip-compressed data is damaged"),
+    ("train", lambda t, c, x: [*with_data(t, one_file(x)), "--val-fraction", "0"],
+     "training needs a validation split (found: train); --val-fraction 0.0 carves none from train"),
+    ("train", lambda t, c, x: [*with_data(t, no_gold_validation(x)), "--select-metric", "lrap", "--save-every", "1"],
+     "--select-metric lrap: cannot be measured on this validation split (30 examples, none with a gold label)"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(edited_checkpoint(x, c, long_doc="chunk", stride=500))],
+     "stride 500: windows of max_length 32 hold 30 tokens of text; the stride must be smaller"),
 ]
+
+
+def with_data(flags, data):
+    flags = list(flags)
+    flags[flags.index("--data") + 1] = data
+    return flags
 
 
 @pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[f"{s}-{f[:40]}" for s, _, f in BAD_INPUTS])

@@ -130,13 +130,19 @@ def test_bad_exports_get_one_line_and_leave_what_was_there(trained_run, tmp_path
     assert "not a folder export.py wrote" in capsys.readouterr().err
 
 
-def test_overwrite_replaces_an_earlier_export_whole(trained_run, tmp_path, capsys):
+def test_overwrite_replaces_an_earlier_export_whole_and_nothing_else(trained_run, tmp_path, capsys):
     out, _, _ = trained_run
     folder = tmp_path / "hf"
     export.main(["--ckpt", str(out / "best.pt"), "--out", str(folder)])
-    (folder / "stale.txt").write_text("from before")
+    (folder / "serve.py").write_text("the user's own")
+    before = fingerprint(folder)
+    assert "did not write (serve.py)" in run_export(["--ckpt", str(out / "best.pt"), "--out", str(folder),
+                                                     "--overwrite"], capsys)
+    assert fingerprint(folder) == before
+    (folder / "serve.py").unlink()
+    (folder / "config.json").write_text((folder / "config.json").read_text())  # a file of its own, rewritten
     export.main(["--ckpt", str(out / "best.pt"), "--out", str(folder), "--overwrite"])
-    assert not (folder / "stale.txt").exists() and (folder / "model.safetensors").is_file()
+    assert (folder / "model.safetensors").is_file()
     assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []
     assert predicted(str(folder), TEXTS[:2], capsys)[0]["predicted"] == predicted(str(out / "best.pt"), TEXTS[:2],
                                                                                   capsys)[0]["predicted"]

@@ -112,3 +112,17 @@ def test_a_diverging_run_stops_and_never_becomes_best(tiny_bert, synthetic_folde
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip().splitlines()[-1]]
     assert "loss became" in err.strip().splitlines()[-1]
     assert not os.path.exists(out / "best.pt")
+
+
+@pytest.mark.parametrize("started, resumed", [("0", "0.01"), ("0.01", "0")])
+def test_a_resumed_run_takes_a_new_weight_decay_for_its_weight_matrices(tiny_bert, synthetic_folder, tmp_path,
+                                                                          started, resumed):
+    folder = tmp_path / "run"
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "1", "--weight-decay", started))
+    train.main(tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "2", "--weight-decay", resumed,
+                               "--resume", "auto"))
+    last = torch.load(folder / "last.pt", weights_only=True)
+    assert last["config"]["resumes"][-1]["changed"]["weight_decay"] == {"from": float(started), "to": float(resumed)}
+    groups = last["optimizer"]["param_groups"]
+    assert {g["weight_decay"] for g in groups if g["decays"]} == {float(resumed)}
+    assert {g["weight_decay"] for g in groups if not g["decays"]} == {0.0}
