@@ -27,9 +27,12 @@ def load_eval_examples(flags, cfg, label_names, fingerprints: dict | None = None
         data, cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
         label_names=label_names, val_fraction=0.0 if single_file else cfg["val_fraction"],
         split_seed=cfg["split_seed"], log=lambda *a: print(*a, file=sys.stderr))
-    split = "train" if single_file else flags["split"]
+    if single_file and flags["split"]:
+        raise DataError(f"--split {flags['split']}: --data {flags['data']} is a file, evaluated whole; --split names a "
+                        "split of the training data or of a --data folder")
+    split = "train" if single_file else flags["split"] or "test"
     if split not in splits:
-        raise DataError(f"--split {flags['split']}: {data} has no such split (it has: {', '.join(splits)})")
+        raise DataError(f"--split {split}: {data} has no such split (it has: {', '.join(splits)})")
     examples = splits[split]
     limit = flags["max_eval_samples"] if flags["max_eval_samples"] is not None else cfg["max_eval_samples"]
     if single_file:  # another file: the training run's limit is not its own, a --max-eval-samples given is
@@ -67,11 +70,11 @@ def default_output(flags) -> str:
     """eval-<checkpoint>-<split>.json beside the checkpoint, or eval-<checkpoint>-<data file>.json: one file per
     source, so evaluating other data never overwrites an earlier result."""
     stem = os.path.splitext(os.path.basename(flags["ckpt"]))[0]
-    source = flags["split"]
+    source = flags["split"] or "test"
     if flags["data"]:
         source = os.path.splitext(os.path.basename(os.path.normpath(flags["data"])))[0]
         if not os.path.isfile(flags["data"]):
-            source += f"-{flags['split']}"
+            source += f"-{flags['split'] or 'test'}"
     return os.path.join(os.path.dirname(os.path.abspath(flags["ckpt"])), f"eval-{stem}-{source}.json")
 
 

@@ -187,7 +187,8 @@ RENAMED = {"freeze_word_embeddings": ("freeze_embeddings", lambda on: "word" if 
 
 EVALUATE_FIELDS = (
     Field("ckpt", None, "a best.pt or last.pt", required=True),
-    Field("split", "test", "split of the training data to evaluate", choices=("train", "validation", "test")),
+    Field("split", None, "split of the training data (or of a --data folder) to evaluate (default: test; a --data "
+          "file is evaluated whole)", choices=("train", "validation", "test")),
     Field("data", None, "other data (file or folder) labelled with the checkpoint's labels"),
     Field("thresholds", None, "tuned (per label, tuned on validation in training), global (the tuned global one), "
           "or a number; default: the training run's --threshold"),

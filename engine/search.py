@@ -182,9 +182,10 @@ class Study:
         self.stop_signal = None
 
     def check_same_study(self) -> None:
-        """A study is continued by the command that started it (--trials may grow): other settings are refused."""
-        settings = {"space": [d.spec for d in self.dims], "metric": self.metric,
-                    "train_flags": train_flags(self.train_given)}
+        """A study is continued by the command that started it (--trials may grow, and each worker's machine settings,
+        --device, --workers, --cache-dir, are its own): other settings are refused."""
+        shared = {k: v for k, v in self.train_given.items() if FIELDS[k].resume != "free"}
+        settings = {"space": [d.spec for d in self.dims], "metric": self.metric, "train_flags": train_flags(shared)}
         stored = self.study.user_attrs
         if not stored:
             for key, value in settings.items():
@@ -278,7 +279,8 @@ class Study:
         trial.set_user_attr("wall_s", wall)
         if self.stop_signal is not None:  # this worker was told to stop: the trial is queued again for later
             with ClaimLock(self.folder):
-                self.queue_again(self.study._storage.get_trial(trial._trial_id), f"stopped by {NAMES[self.stop_signal]}")
+                self.queue_again(self.study._storage.get_trial(trial._trial_id),
+                                 f"stopped by {NAMES[self.stop_signal]}")
             raise Interrupted(self.stop_signal, f"interrupted by {NAMES[self.stop_signal]}: trial {trial.number} "
                                                 f"saved in {folder}; continue the study with the same command")
         self.finish(trial, folder, status, error, wall)

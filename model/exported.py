@@ -409,6 +409,11 @@ def onnx_model(path: str, device: str) -> tuple[ServedModel, dict]:
     except Exception as e:  # onnxruntime raises its own exception types, which it does not export
         raise ExportError(f"{path}: not a model onnxruntime can load ({str(e).splitlines()[0][:200]})") from None
     meta = read_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
+    outputs = {output.name: output.shape for output in session.get_outputs()}
+    width = (outputs.get("logits") or [None, None])[-1]
+    if isinstance(width, int) and isinstance(meta.get("label_names"), list) and width != len(meta["label_names"]):
+        raise ExportError(f"{path}: its model gives {width} logits, but its {METADATA_KEY} names "
+                          f"{len(meta['label_names'])} labels; export again from the checkpoint")
 
     def logits_of(ids, mask, *tfidf):
         inputs = {"input_ids": ids.cpu().numpy().astype(np.int64),

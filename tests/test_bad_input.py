@@ -275,6 +275,8 @@ BAD_INPUTS = [
      "training needs a validation split (found: train); --val-fraction 0.0 carves none from train"),
     ("train", lambda t, c, x: [*with_data(t, no_gold_validation(x)), "--select-metric", "lrap", "--save-every", "1"],
      "--select-metric lrap: cannot be measured on this validation split (30 examples, none with a gold label)"),
+    ("evaluate", lambda t, c, x: ["--ckpt", str(c), "--data", one_file(x), "--split", "validation"],
+     "--split validation: --data " ),
     ("evaluate", lambda t, c, x: ["--ckpt", str(edited_checkpoint(x, c, long_doc="chunk", stride=500))],
      "stride 500: windows of max_length 32 hold 30 tokens of text; the stride must be smaller"),
 ]

@@ -178,7 +178,9 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny_bert, synthetic_
     assert process.wait(60) == 128 + signum, err[-3000:]
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"interrupted by {signal.Signals(signum).name}: last.pt saved at epoch"), err[-2000:]
+    name = signal.Signals(signum).name  # in a training step, or (on a busy machine) while an epoch was saved
+    assert last.startswith((f"interrupted by {name}: last.pt saved at epoch", f"interrupted by {name}: epoch ")), \
+        err[-2000:]
     stopped = torch.load(folder / "last.pt", weights_only=True)["progress"]
     resumed = cli("train.py", "--resume", "auto", "--output-dir", folder, "--epochs", str(stopped["epoch"] + 1))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
