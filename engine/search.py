@@ -20,9 +20,9 @@ import warnings
 
 from data.errors import InputError
 from engine.checkpoint import atomic_write, write_json
-from engine.config import FIELDS, ConfigError
+from engine.config import FIELDS, ConfigError, with_defaults
 from engine.errors import NAMES, Interrupted
-from engine.search_space import baseline, check_study, train_flags
+from engine.search_space import SEARCH_FIELDS, baseline, check_study, train_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEARTBEAT = 30  # seconds between a worker's "alive" marks on its running trial
@@ -162,13 +162,13 @@ class Study:
     def __init__(self, given: dict, log=print):
         self.optuna = import_optuna()
         self.dims, self.train_given = check_study(given)
-        self.given, self.log = given, log
-        self.metric, self.trials = given.get("metric", "micro_f1"), given.get("trials", 20)
-        self.folder = os.path.abspath(given["study_dir"])
+        options = with_defaults(SEARCH_FIELDS, {k: v for k, v in given.items() if k not in FIELDS})
+        self.log, self.metric, self.trials = log, options["metric"], options["trials"]
+        self.folder = os.path.abspath(options["study_dir"])
         os.makedirs(os.path.join(self.folder, "trials"), exist_ok=True)
-        self.url = storage_url(given, self.folder)
-        self.pruner = (given.get("pruner", "median"), given.get("pruner_startup", 2))
-        sampler = self.optuna.samplers.TPESampler(seed=given.get("sampler_seed", 0))
+        self.url = storage_url(options, self.folder)
+        self.pruner = (options["pruner"], options["pruner_startup"])
+        sampler = self.optuna.samplers.TPESampler(seed=options["sampler_seed"])
         name = os.path.basename(self.folder.rstrip(os.sep)) or "study"
         storage = open_storage(self.url)
         with ClaimLock(self.folder):
