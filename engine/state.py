@@ -104,6 +104,7 @@ class TrainState:
         merged = len(state["optimizer"]["param_groups"]) < len(self.optimizer.param_groups)
         if merged:
             merge_decay_groups(self.optimizer, self.model)
+            self.scheduler.lr_lambdas = self.scheduler.lr_lambdas[:len(self.optimizer.param_groups)]
         self.optimizer.load_state_dict(state["optimizer"])
         if merged:  # loading took the saved groups' own `decays`
             for group in self.optimizer.param_groups:

@@ -126,3 +126,31 @@ def test_a_resumed_run_takes_a_new_weight_decay_for_its_weight_matrices(tiny_ber
     groups = last["optimizer"]["param_groups"]
     assert {g["weight_decay"] for g in groups if g["decays"]} == {float(resumed)}
     assert {g["weight_decay"] for g in groups if not g["decays"]} == {0.0}
+
+
+def test_a_checkpoint_saved_at_weight_decay_0_by_the_older_grouping_resumes_at_0(tiny_bert, synthetic_folder,
+                                                                                 tmp_path, capsys, monkeypatch):
+    """Before 2026-12-04 the groups were keyed by the decay's value: at 0, matrices and the rest shared a group."""
+    import engine.state
+    from conftest import expect_error
+
+    def older_build_optimizer(model, lr, head_lr_mult, weight_decay):
+        groups = {}
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                is_head = name.startswith("head.")
+                key = (is_head, weight_decay if param.ndim >= 2 else 0.0)
+                groups.setdefault(key, {"params": [], "weight_decay": key[1], "is_head": is_head,
+                                        "lr": lr * (head_lr_mult if is_head else 1.0), "decays": param.ndim >= 2})
+                groups[key]["params"].append(param)
+        return torch.optim.AdamW(list(groups.values()), lr=lr)
+
+    folder = tmp_path / "run"
+    flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--weight-decay", "0", "--features", "encoder")
+    with monkeypatch.context() as patched:
+        patched.setattr(engine.state, "build_optimizer", older_build_optimizer)
+        train.main([*flags, "--epochs", "1"])
+    assert len(torch.load(folder / "last.pt", weights_only=True)["optimizer"]["param_groups"]) == 2
+    expect_error(train.main, [*flags, "--epochs", "2", "--resume", "auto", "--weight-decay", "0.01"], capsys,
+                 "resumes at --weight-decay 0 only")
+    assert train.main([*flags, "--epochs", "2", "--resume", "auto"])["best_epoch"] >= 1
