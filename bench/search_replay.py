@@ -6,7 +6,9 @@ pruned trial's epochs are the unpruned trial's first ones, and the saving is exa
     python bench/search_replay.py --study-dir studies/domains
 
 Prints, per pruner: the trials pruned, the time of the trials (each trial's wall time less the epochs it would not
-have run) against the unpruned study's, and whether the study's best trial would still have finished.
+have run) against the unpruned study's, the epochs run against the unpruned study's (the measure that work beside
+the study on the same cores cannot skew: every trial's epoch is the same work), and whether the study's best trial
+would still have finished.
 """
 import argparse
 import os
@@ -17,11 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from engine.search import epoch_seconds, import_optuna, make_pruner, open_storage, read_records  # noqa: E402
 
 
-def replay(trials: list, metric: str, pruner) -> tuple[float, list[int], int | None]:
-    """(seconds, trials pruned, the best complete trial) of these trials run in order under `pruner`."""
+def replay(trials: list, metric: str, pruner) -> tuple[float, int, list[int], int | None]:
+    """(seconds, epochs, trials pruned, the best complete trial) of these trials run in order under `pruner`."""
     optuna = import_optuna()
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    seconds, pruned, best = 0.0, [], (None, None)
+    seconds, epochs, pruned, best = 0.0, 0, [], (None, None)
     for original in trials:
         records = read_records(original.user_attrs["folder"])
         seconds += original.user_attrs.get("wall_s", 0.0) - sum(epoch_seconds(r) for r in records)
@@ -29,6 +31,7 @@ def replay(trials: list, metric: str, pruner) -> tuple[float, list[int], int | N
         stopped = False
         for record in records:
             seconds += epoch_seconds(record)
+            epochs += 1
             trial.report(record[f"val_{metric}"], record["epoch"])
             if trial.should_prune():
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -40,7 +43,7 @@ def replay(trials: list, metric: str, pruner) -> tuple[float, list[int], int | N
             study.tell(trial, value)
             if best[0] is None or value > best[0]:
                 best = (value, original.number)
-    return seconds, pruned, best[1]
+    return seconds, epochs, pruned, best[1]
 
 
 def main():
@@ -56,13 +59,14 @@ def main():
     metric = study.user_attrs["metric"]
     retried = {t.system_attrs.get("retry_of") for t in study.get_trials()}
     trials = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if t.number not in retried]
-    full, _, best = replay(trials, metric, make_pruner("none", 0))
-    print(f"{len(trials)} trials unpruned: {full:.0f} s; best trial {best}")
+    full, all_epochs, _, best = replay(trials, metric, make_pruner("none", 0))
+    print(f"{len(trials)} trials unpruned: {full:.0f} s, {all_epochs} epochs; best trial {best}")
     for name, startup in [("median", s) for s in args.startup] + [("halving", 0)]:
-        seconds, pruned, kept = replay(trials, metric, make_pruner(name, startup))
+        seconds, epochs, pruned, kept = replay(trials, metric, make_pruner(name, startup))
         label = f"{name} (startup {startup})" if name == "median" else name
         print(f"{label:20s} pruned trials {pruned}: {seconds:.0f} s = {seconds / full:.2f}x the time "
-              f"(saves {1 - seconds / full:.0%}); best trial {kept}" + ("" if kept == best else " (not the best)"))
+              f"(saves {1 - seconds / full:.0%}), {epochs} of {all_epochs} epochs (saves {1 - epochs / all_epochs:.0%}); "
+              f"best trial {kept}" + ("" if kept == best else " (not the best)"))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader
 
 from data.batching import Collator, LengthGroupedBatchSampler, LongDoc, TokenizedExamples, tokenize
 from data.errors import DataError
+from data.label_stats import label_table, summary_lines
 from data.labels import EUROVOC_LEVEL_1, Examples, encode_tables, read_texts
 from data.reading import read_splits
 
@@ -14,15 +15,20 @@ __all__ = ["DataError", "EUROVOC_LEVEL_1", "Examples", "LongDoc", "TokenizedExam
 
 def load_examples(data, data_config=None, text_column=None, label_column=None, label_separator=",",
                   label_names=None, val_fraction=0.1, split_seed=0, max_train_samples=None,
-                  max_eval_samples=None, log=print) -> tuple[dict[str, Examples], list[str]]:
-    """Splits (train / validation / test, those the data has) and label names.
+                  max_eval_samples=None, log=print, hierarchy=None) -> tuple[dict[str, Examples], list[str]]:
+    """Splits (train / validation / test, those the data has) and label names. With a `hierarchy`
+    (data/hierarchy.py) the labels are every level's: each example's own and their ancestors.
 
     With no validation split, one is carved from train (`val_fraction`, seeded by `split_seed`, so
     evaluate.py finds the same one again); `val_fraction=0` carves none. A single file is the train split.
     """
     tables = read_splits(data, data_config)
     label_names_given = label_names
-    splits, label_names = encode_tables(tables, text_column, label_column, label_names, label_separator)
+    if hierarchy is None:
+        splits, label_names = encode_tables(tables, text_column, label_column, label_names, label_separator)
+    else:
+        splits, label_names = with_ancestors(encode_tables(tables, text_column, label_column, None, label_separator),
+                                             hierarchy, data)
     if "train" in splits and "validation" not in splits and val_fraction > 0:
         train = splits["train"]
         order = np.random.default_rng(split_seed).permutation(len(train))
@@ -38,7 +44,9 @@ def load_examples(data, data_config=None, text_column=None, label_column=None, l
     log("examples: " + ", ".join(f"{split} {len(ex)}" for split, ex in splits.items())
         + f"; {len(label_names)} labels")
     if "train" in splits and label_names_given is None:
-        log_unseen_labels(splits, label_names, log)
+        for line in summary_lines(label_table(splits, label_names, hierarchy.levels if hierarchy else None),
+                                  len(splits["train"])):
+            log(line)
     empty = {split: sum(1 for text in ex.texts if not text.strip()) for split, ex in splits.items()}
     if any(empty.values()):
         log("empty texts (kept: the encoder sees only its special tokens): "
@@ -46,20 +54,13 @@ def load_examples(data, data_config=None, text_column=None, label_column=None, l
     return splits, label_names
 
 
-def log_unseen_labels(splits: dict[str, Examples], label_names: list[str], log) -> None:
-    """Labels no training example has (some appear in validation or test only, or only past
-    --max-train-samples): no model learns them, and they still count in every metric."""
-    in_train = np.zeros(len(label_names), dtype=bool)
-    for labels in splits["train"].labels:
-        in_train[labels] = True
-    for split, examples in splits.items():
-        seen = np.zeros(len(label_names), dtype=bool)
-        for labels in examples.labels:
-            seen[labels] = True
-        unseen = np.flatnonzero(seen & ~in_train)
-        if split != "train" and len(unseen):
-            names = ", ".join(label_names[j] for j in unseen[:8]) + (", ..." if len(unseen) > 8 else "")
-            log(f"{len(unseen)} of the labels in {split} never occur in the training examples: {names}")
+def with_ancestors(encoded, hierarchy, data) -> tuple[dict[str, Examples], list[str]]:
+    """Each example's labels (by the data's names) as the hierarchy's labels, their ancestors added."""
+    splits, data_names = encoded
+    index = hierarchy.encode(data_names, f"--data {data}")
+    for examples in splits.values():
+        examples.labels = [hierarchy.ancestors_closure([index[j] for j in labels]) for labels in examples.labels]
+    return splits, hierarchy.label_names
 
 
 def ignore_stop_signals(worker_id: int) -> None:

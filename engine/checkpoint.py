@@ -9,6 +9,7 @@ import tempfile
 import torch
 
 from data.errors import InputError
+from data.hierarchy import hierarchy_problem
 from engine.config import ConfigError, config_problem, to_stderr, upgrade
 from engine.metrics import current_name
 
@@ -152,7 +153,8 @@ def load_checkpoint(path: str, map_location="cpu", log=to_stderr) -> dict:
     problem = config_problem(state["config"]) or checkpoint_problem(state)
     if problem:
         raise CheckpointError(f"{path}: not a usable checkpoint of this project: {problem}")
-    for key in ("thresholds", "pos_weight", "label_prior", "data_fingerprints", "tfidf"):  # absent from older ones
+    for key in ("thresholds", "pos_weight", "label_prior", "data_fingerprints", "tfidf",
+                "hierarchy"):  # absent from older ones
         state.setdefault(key, None)
     if filled:
         log(f"{path}: saved by an older version; read with " + ", ".join(f"{k}={v!r}" for k, v in filled.items()))
@@ -186,7 +188,8 @@ def checkpoint_problem(state: dict) -> str | None:
         if tensor is not None and not (isinstance(tensor, torch.Tensor) and tensor.shape == (len(names),)):
             return f"its {name} does not match its {len(names)} labels"
     problem = tfidf_problem(state.get("tfidf"), state["config"]["features"],
-                            state["model"].get("fused.tfidf_weight"), len(names))
+                            state["model"].get("fused.tfidf_weight"), len(names)) or hierarchy_problem(
+        state.get("hierarchy"), names)
     if problem:
         return problem
     non_finite = next((key for key, value in state["model"].items()

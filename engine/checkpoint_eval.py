@@ -12,13 +12,14 @@ from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
 
 REPORT_ROWS = 40
+LEVEL_HEADLINE = ("micro_f1", "macro_f1", "precision_at_1", "precision_at_5", "r_precision_at_5", "ndcg_at_5")
 HEADLINE = ("loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "micro_precision", "micro_recall",
             "roc_auc_micro", "roc_auc_macro", "subset_accuracy", "hamming_loss", "jaccard_samples", "lrap",
             "precision_at_1", "precision_at_3", "precision_at_5", "r_precision_at_5", "ndcg_at_1", "ndcg_at_3",
             "ndcg_at_5", "mean_r_precision")
 
 
-def load_eval_examples(flags, cfg, label_names, fingerprints: dict | None = None):
+def load_eval_examples(flags, cfg, label_names, fingerprints: dict | None = None, hierarchy=None):
     """The examples to evaluate: `--data` (a file is evaluated whole) or the training data's `--split`, carved
     as in training."""
     data = flags["data"] or cfg["data"]
@@ -26,7 +27,7 @@ def load_eval_examples(flags, cfg, label_names, fingerprints: dict | None = None
     splits, _ = load_examples(
         data, cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
         label_names=label_names, val_fraction=0.0 if single_file else cfg["val_fraction"],
-        split_seed=cfg["split_seed"], log=lambda *a: print(*a, file=sys.stderr))
+        split_seed=cfg["split_seed"], log=lambda *a: print(*a, file=sys.stderr), hierarchy=hierarchy)
     if single_file and flags["split"]:
         raise DataError(f"--split {flags['split']}: --data {flags['data']} is a file, evaluated whole; --split names a "
                         "split of the training data or of a --data folder")
@@ -47,11 +48,17 @@ def load_eval_examples(flags, cfg, label_names, fingerprints: dict | None = None
     return examples, (flags["data"] if single_file else f"{data} [{split}]")
 
 
-def format_report(metrics: dict, per_label: list[dict], source: str, n: int, rows: int = REPORT_ROWS) -> str:
-    """The headline metrics and the per-label table, most frequent labels first; past `rows` labels the table
-    stops there (the JSON written beside it holds every label)."""
+def format_report(metrics: dict, per_label: list[dict], source: str, n: int, rows: int = REPORT_ROWS,
+                  levels=()) -> str:
+    """The headline metrics (and each of the `levels`' own), and the per-label table, most frequent labels first; past
+    `rows` labels the table stops there (the JSON written beside it holds every label)."""
     lines = [f"{source}: {n} examples, {len(per_label)} labels"]
     lines += [f"  {key:16s} {metrics[key]:.4f}" for key in HEADLINE if key in metrics]
+    shown = [key for key in LEVEL_HEADLINE if f"{next(iter(levels), '')}_{key}" in metrics]
+    if levels:
+        lines.append(f"\n  {'level':8s} {'labels':>6s} " + " ".join(f"{key:>16s}" for key in shown))
+        lines += [f"  {level:8s} {len(columns):6d} " + " ".join(f"{metrics[f'{level}_{key}']:16.4f}" for key in shown)
+                  for level, columns in levels.items()]
     absent = [row["label"] for row in per_label if row["support"] == 0]
     if absent:
         shown = ", ".join(absent[:10]) + (f", ... ({len(absent)} in all)" if len(absent) > 10 else "")
@@ -100,19 +107,21 @@ def evaluate_checkpoint(flags: dict) -> dict:
     refuse_writing_over_inputs({"--output": flags["output"] or default_output(flags),
                                 "--save-predictions": flags["save_predictions"]}, [flags["ckpt"], flags["data"] or cfg["data"]])
     threshold = choose_thresholds(flags["thresholds"], predictor.state["thresholds"], cfg["threshold"])
-    examples, source = load_eval_examples(flags, cfg, label_names, predictor.state.get("data_fingerprints"))
+    hierarchy = predictor.hierarchy
+    examples, source = load_eval_examples(flags, cfg, label_names, predictor.state.get("data_fingerprints"), hierarchy)
     cache_dir = cfg["cache_dir"] if flags["cache_dir"] is None else flags["cache_dir"]
     probs, targets, loss = predictor.probabilities(examples, cache_dir or None)
-    metrics = {"loss": loss, **multilabel_metrics(probs, targets, threshold)}
-    per_label = per_label_report(probs, targets, threshold, label_names)
-    print(format_report(metrics, per_label, source, len(examples)))
+    metrics = {"loss": loss, **multilabel_metrics(probs, targets, threshold, hierarchy)}
+    per_label = per_label_report(probs, targets, threshold, label_names, hierarchy)
+    print(format_report(metrics, per_label, source, len(examples), levels=hierarchy.levels if hierarchy else {}))
     output = flags["output"] or default_output(flags)
     result = {"checkpoint": flags["ckpt"], "data": source, "examples": len(examples), "thresholds": threshold,
               "metrics": metrics, "per_label": per_label}
     write_json(output, result)
     print(f"metrics written to {output}")
     if flags["save_predictions"]:
-        records = prediction_records(examples.ids, probs, threshold, label_names, gold=examples.labels)
+        records = prediction_records(examples.ids, probs, threshold, label_names, gold=examples.labels,
+                                     hierarchy=hierarchy)
         atomic_write(flags["save_predictions"],
                      lambda f: f.writelines((json_text(r) + "\n").encode() for r in records))
         print(f"predictions written to {flags['save_predictions']}")

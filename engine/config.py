@@ -5,6 +5,7 @@ everywhere and stores in config.json and every checkpoint. Nothing here imports 
 import argparse
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -19,6 +20,17 @@ SELECTABLE_METRICS = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "roc_
                       "subset_accuracy", "jaccard_samples", "lrap", "precision_at_1", "precision_at_3",
                       "precision_at_5", "r_precision_at_1", "r_precision_at_3", "r_precision_at_5", "ndcg_at_1",
                       "ndcg_at_3", "ndcg_at_5", "mean_r_precision")
+LEVEL_METRICS = tuple(name for name in SELECTABLE_METRICS  # what engine/metrics.py's level_metrics computes
+                      if name in ("micro_f1", "macro_f1", "mean_r_precision", "lrap") or "_at_" in name)
+LEVEL_METRIC = re.compile(r"level_[1-9][0-9]*_")  # a level's metric under --label-hierarchy: level_1_micro_f1
+
+
+def selectable(name: str) -> bool:
+    """A metric that can pick best.pt: one of SELECTABLE_METRICS, or a level's (`level_2_micro_f1`)."""
+    level = LEVEL_METRIC.match(name)
+    return name[level.end():] in LEVEL_METRICS if level else name in SELECTABLE_METRICS
+
+
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bert-multilabel")
 
 
@@ -55,7 +67,9 @@ CHECKS = {"at_least_1": (lambda v: v >= 1, "must be at least 1"),
           "zero_or_more": (lambda v: v >= 0, "must be zero or more"),
           "positive": (lambda v: v > 0, "must be positive"),
           "fraction": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
-          "not_empty": (lambda v: v != "", "must be at least one character")}
+          "not_empty": (lambda v: v != "", "must be at least one character"),
+          "metric": (selectable, "choose one of " + ", ".join(SELECTABLE_METRICS) + ", or with --label-hierarchy "
+                     "a level's: level_1_micro_f1, or level_K_ followed by one of " + ", ".join(LEVEL_METRICS))}
 
 DATA, MODEL, OPTIM, EVAL, RUN = "data", "model", "optimization", "evaluation", "run"
 TRAIN_FIELDS = (
@@ -65,6 +79,9 @@ TRAIN_FIELDS = (
     Field("text_column", None, "default: text, sentence, tweet, content, document or body", DATA),
     Field("label_column", None, "a list column of label names or ids (default: labels or label; else every other "
           "column is a 0/1 label column)", DATA),
+    Field("label_hierarchy", None, "a JSON file of each label's parent (child -> parent, or EUROVOC's label -> its "
+          "ancestors): one model learns every level's labels, and predicts a label only with its ancestors "
+          "(README, Label hierarchy)", DATA, before=None),
     Field("label_separator", ",", "separates label names in a csv/tsv list cell", DATA, check="not_empty"),
     Field("val_fraction", 0.1, "carved from train when there is no validation split", DATA, float, check="fraction"),
     Field("split_seed", 0, "seed of that carve", DATA, int, check="zero_or_more"),
@@ -148,7 +165,9 @@ TRAIN_FIELDS = (
     Field("seed", 42, "initial head weights, dropout, data order", OPTIM, int, check="zero_or_more"),
     Field("threshold", 0.5, "probability at which a label is predicted (and --select-metric is measured)", EVAL,
           float, check="fraction"),
-    Field("select_metric", "micro_f1", "validation metric that picks best.pt", EVAL, choices=SELECTABLE_METRICS),
+    Field("select_metric", "micro_f1", "validation metric that picks best.pt: micro_f1, macro_f1, precision_at_5, "
+          "ndcg_at_5, ... (" + ", ".join(SELECTABLE_METRICS) + "); with --label-hierarchy also a level's: "
+          "level_1_micro_f1, ...", EVAL, check="metric"),
     Field("patience", 0, "stop when --select-metric has not improved for this many epochs (0: never)", EVAL, int,
           check="zero_or_more", resume="applied", before=0),
     Field("tune_objective", "micro_f1", "what the thresholds tuned on validation predictions maximise", EVAL,
@@ -207,6 +226,10 @@ PREDICT_FIELDS = (
     Field("text_column", None, "for csv, tsv, jsonl, parquet (default: as in training)"),
     Field("thresholds", None, "tuned (per label; the default where the checkpoint has them), global, or a number"),
     Field("json", False, "one JSON line per text", kind=bool),
+    Field("top_k", None, "at most this many labels per text (per level with a label hierarchy): the likeliest of those "
+          "at or above their thresholds", kind=int, check="at_least_1"),
+    Field("min_labels", None, "at least this many labels per text (per level with a label hierarchy): the likeliest, "
+          "even below their thresholds", kind=int, check="at_least_1"),
     Field("batch_size", None, "default: the training run's eval batch size", kind=int, check="at_least_1"),
     Field("device", "cpu", "cpu, cuda, cuda:1 ...", machine="device"),
 )
@@ -284,6 +307,8 @@ def check_values(fields, values: dict) -> None:
         problem = None if f.resume == "recorded" else value_problem(f, value)
         if problem:
             raise ConfigError(f"{f.flag} {value if value != '' else repr(value)}: {problem}")
+    if fields is PREDICT_FIELDS and values["top_k"] and values["min_labels"] and values["min_labels"] > values["top_k"]:
+        raise ConfigError(f"--min-labels {values['min_labels']}: more than --top-k {values['top_k']}")
     if fields is TRAIN_FIELDS and values["epochs"] == 0 and values["features"] == "encoder":
         raise ConfigError("--epochs 0: trains nothing with --features encoder (with both or auto the fused head "
                           "is fitted over the pretrained encoder)")
@@ -364,7 +389,7 @@ def normalized(given: dict) -> dict:
     from engine.metrics import current_name
 
     given = dict(given)
-    for name in ("data", "model"):
+    for name in ("data", "model", "label_hierarchy"):
         if name in given:
             given[name] = local_path(given[name])
     if given.get("cache_dir"):
@@ -374,16 +399,29 @@ def normalized(given: dict) -> dict:
     return given
 
 
-def check_against_labels(config: dict, num_labels: int, validation_labels: list | None = None) -> None:
+def check_against_labels(config: dict, num_labels: int, validation_labels: list | None = None,
+                         levels: dict | None = None) -> None:
     """Precision and nDCG at k need at least k labels, and every ranking metric two and a validation example with a
-    gold label; ROC-AUC a label with both positives and negatives there: found out now, before the run touches its
-    folder, not after an epoch."""
+    gold label; ROC-AUC a label with both positives and negatives there; a level's metric a hierarchy with that
+    level (`levels`: its name -> its labels' indices): found out now, before the run touches its folder, not after
+    an epoch."""
     name = config["select_metric"]
+    level = LEVEL_METRIC.match(name)
+    if level:
+        level_name = name[:level.end() - 1]
+        if level_name not in (levels or {}):
+            raise ConfigError(f"--select-metric {name}: " + (f"the hierarchy's levels are {', '.join(levels)}" if levels
+                              else "a level's metric needs --label-hierarchy"))
+        columns = {int(j): i for i, j in enumerate(levels[level_name])}
+        num_labels, name = len(columns), name[level.end():]
+        if validation_labels is not None:
+            validation_labels = [[columns[j] for j in labels if j in columns] for labels in validation_labels]
     k = int(name.rsplit("_at_", 1)[1]) if "_at_" in name else 0
     if name in ("mean_r_precision", "lrap") or k:
         k = max(k, 2)
     if k > num_labels:
-        raise ConfigError(f"--select-metric {name}: needs at least {k} labels, the data has {num_labels}")
+        raise ConfigError(f"--select-metric {config['select_metric']}: needs at least {k} labels, "
+                          f"{'the level has' if level else 'the data has'} {num_labels}")
     if validation_labels is None:
         return
     counts = [0] * num_labels
@@ -392,7 +430,7 @@ def check_against_labels(config: dict, num_labels: int, validation_labels: list 
             counts[j] += 1
     if (k and not any(validation_labels)) or (name.startswith("roc_auc") and not any(
             0 < c < len(validation_labels) for c in counts)):
-        raise ConfigError(f"--select-metric {name}: cannot be measured on this validation split ("
+        raise ConfigError(f"--select-metric {config['select_metric']}: cannot be measured on this validation split ("
                           f"{len(validation_labels)} examples, " + ("none with a gold label" if k else
                           "no label both present and absent") + "); choose micro_f1 or another F1")
 

@@ -139,7 +139,7 @@ def fit_fused_head(model, loader, tfidf_rows: tuple, labels: list[list[int]], cf
 HEADLINE = ("loss", "micro_f1", "macro_f1", "precision_at_1", "precision_at_5", "r_precision_at_5", "ndcg_at_5")
 
 
-def score_heads(state, loader, loss_fn, cfg: dict, fused_probs, fused_metrics: dict) -> tuple:
+def score_heads(state, loader, loss_fn, cfg: dict, fused_probs, fused_metrics: dict, hierarchy=None) -> tuple:
     """Validation of a run with a fitted fused head: the encoder's own head (the one training runs through) scored
     too, in one more pass with the fused head set aside; with --features auto, the fused head stays active only if
     it scores at least the encoder head's --select-metric (on tweets it did not: docs/results.md). Returns the
@@ -149,10 +149,11 @@ def score_heads(state, loader, loss_fn, cfg: dict, fused_probs, fused_metrics: d
     fused = state.model.fused
     fused.ready = False
     try:
-        probs, targets, loss = collect_probabilities(state.eval_model, loader, state.device, state.amp_dtype, loss_fn)
+        probs, targets, loss = collect_probabilities(state.eval_model, loader, state.device, state.amp_dtype, loss_fn,
+                                                     hierarchy)
     finally:
         fused.ready = True
-    encoder_metrics = {"loss": loss, **multilabel_metrics(probs, targets, cfg["threshold"])}
+    encoder_metrics = {"loss": loss, **multilabel_metrics(probs, targets, cfg["threshold"], hierarchy)}
     metric = cfg["select_metric"]
     if cfg["features"] == "auto" and encoder_metrics[metric] > fused_metrics[metric]:
         fused.activate(False)

@@ -6,6 +6,7 @@ import torch
 
 from data import Examples, LongDoc, build_loader, tokenize
 from data.errors import InputError
+from data.hierarchy import Hierarchy, hierarchy_problem
 from data.tfidf import TfidfVocabulary
 from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import CheckpointError, labels_problem, load_checkpoint, tfidf_problem
@@ -33,6 +34,7 @@ class Predictor:
         plan = compile_plan(self.state["config"], self.device) if compile and self.device.type == "cuda" else "off"
         self.state["config"] = {**self.state["config"], "compiled": plan}  # this evaluation's, not the training's
         self.config, self.label_names = self.state["config"], self.state["label_names"]
+        self.hierarchy = Hierarchy.from_state(self.state["hierarchy"]) if self.state.get("hierarchy") else None
         if cpu_fast.enabled(self.config):
             cpu_fast.keep_freed_memory(self.device)
         self.amp_dtype = (resolve_amp(amp, self.device, cpu_fast.enabled(self.config)) if amp
@@ -61,9 +63,10 @@ class Predictor:
         except ConfigError as e:
             raise ExportError(f"{folder}: its run config is not usable: {e}") from None
         self.state = {"config": config, "label_names": meta["label_names"], "thresholds": meta["thresholds"],
-                      "tfidf": meta.get("tfidf")}
+                      "tfidf": meta.get("tfidf"), "hierarchy": meta.get("hierarchy")}
         problem = (config_problem(config) or labels_problem(meta["label_names"], meta["thresholds"])
-                   or tfidf_problem(meta.get("tfidf"), config["features"], None, len(meta["label_names"])))
+                   or tfidf_problem(meta.get("tfidf"), config["features"], None, len(meta["label_names"]))
+                   or hierarchy_problem(meta.get("hierarchy"), meta["label_names"]))
         if problem:
             raise ExportError(f"{folder}: not a usable export: {problem}")
         hf_config = getattr(getattr(self.model, "module", None), "config", None)
@@ -73,28 +76,55 @@ class Predictor:
             raise ExportError(f"{folder}: not a usable export: its max_length {config['max_length']} is beyond the "
                               f"encoder's {limit} positions")
         self.config, self.label_names = config, meta["label_names"]
+        self.hierarchy = Hierarchy.from_state(meta["hierarchy"]) if meta.get("hierarchy") else None
         self.amp_dtype, self.loss_fn = None, None
         self.batch_size = batch_size or config["eval_batch_size"]
 
     def probabilities(self, examples: Examples, cache_dir=None) -> tuple[np.ndarray, np.ndarray, float]:
-        """(probabilities, multi-hot gold labels, mean loss) in the order of `examples`."""
+        """(probabilities, multi-hot gold labels, mean loss) in the order of `examples`; with a hierarchy, the
+        probabilities rolled up (data/hierarchy.py)."""
         tfidf = self.state.get("tfidf")
         tokenized = tokenize(examples, self.tokenizer, self.config["max_length"], len(self.label_names), cache_dir,
                              LongDoc.from_config(self.config), TfidfVocabulary.from_state(tfidf) if tfidf else None)
         loader = build_loader(tokenized, self.batch_size, self.tokenizer.pad_token_id, False, device=self.device,
                               compiled=self.config["compiled"] != "off", max_length=self.config["max_length"])
-        return collect_probabilities(self.model, loader, self.device, self.amp_dtype, self.loss_fn)
+        return collect_probabilities(self.model, loader, self.device, self.amp_dtype, self.loss_fn, self.hierarchy)
 
 
-def prediction_records(ids, probs, thresholds, label_names, gold=None, texts=None):
-    """One JSON-ready dict per example: id, (text), (gold labels), predicted labels, probabilities."""
+def decide(probs: np.ndarray, thresholds, hierarchy=None, top_k: int | None = None,
+           min_labels: int | None = None) -> np.ndarray:
+    """0/1 decisions: at the thresholds; then, in each level (all labels without a hierarchy), at most the `top_k`
+    likeliest of those and at least the `min_labels` likeliest of all; then each predicted label's ancestors (which
+    may pass `top_k` at a coarser level: a label is never predicted without them)."""
     predicted = binarize(probs, thresholds)
+    levels = hierarchy.levels.values() if hierarchy is not None else [np.arange(probs.shape[1])]
+    for columns in levels:
+        rank = np.empty((len(probs), len(columns)), dtype=np.int64)  # 0 for each document's likeliest label here
+        np.put_along_axis(rank, np.argsort(-probs[:, columns], axis=1, kind="stable"), np.arange(len(columns))[None], 1)
+        part = predicted[:, columns]
+        if top_k is not None:
+            part &= rank < top_k
+        if min_labels is not None:
+            part |= rank < min_labels
+        predicted[:, columns] = part
+    return predicted if hierarchy is None else hierarchy.roll_up(predicted)
+
+
+def prediction_records(ids, probs, thresholds, label_names, gold=None, texts=None, hierarchy=None, top_k=None,
+                       min_labels=None):
+    """One JSON-ready dict per example: id, (text), (gold labels), predicted labels (with a hierarchy, a list per
+    level: `{"level_1": [...], ...}`), probabilities."""
+    predicted = decide(probs, thresholds, hierarchy, top_k, min_labels)
+    levels = {level: set(columns.tolist()) for level, columns in hierarchy.levels.items()} if hierarchy else None
     for i, example_id in enumerate(ids):
         record = {"id": example_id}
         if texts is not None:
             record["text"] = texts[i]
         if gold is not None:
             record["gold"] = [label_names[j] for j in gold[i]]
-        record["predicted"] = [label_names[j] for j in np.flatnonzero(predicted[i])]
+        chosen = np.flatnonzero(predicted[i])
+        record["predicted"] = ([label_names[j] for j in chosen] if levels is None else
+                               {level: [label_names[j] for j in chosen if j in columns]
+                                for level, columns in levels.items()})
         record["probabilities"] = {name: round(float(p), 6) for name, p in zip(label_names, probs[i])}
         yield record

@@ -105,9 +105,11 @@ def train_one_epoch(state, loader, loss_fn, grad_accum: int = 1, clip_grad: floa
 
 
 @torch.no_grad()
-def collect_probabilities(model, loader, device, amp_dtype, loss_fn=None) -> tuple[np.ndarray, np.ndarray, float]:
+def collect_probabilities(model, loader, device, amp_dtype, loss_fn=None,
+                          hierarchy=None) -> tuple[np.ndarray, np.ndarray, float]:
     """Probabilities and targets for every example of the loader's dataset, in dataset order (batches run
-    sorted by length), and the mean loss. Under distributed evaluation the ranks' rows are gathered."""
+    sorted by length), and the mean loss (of the model's own logits). Under distributed evaluation the ranks' rows
+    are gathered. With a `hierarchy` the probabilities are rolled up: no label is more probable than its parent."""
     model.eval()
     rows, probs, targets = [], [], []
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -122,4 +124,5 @@ def collect_probabilities(model, loader, device, amp_dtype, loss_fn=None) -> tup
         rows.append(batch["index"].numpy())
     rows, probs, targets = (gather_rows(np.concatenate(a)) for a in (rows, probs, targets))
     order = np.argsort(rows, kind="stable")
-    return probs[order], targets[order], sum_over_ranks(loss_sum.item()) / max(1, len(rows))
+    probs = probs[order] if hierarchy is None else hierarchy.roll_up(probs[order])
+    return probs, targets[order], sum_over_ranks(loss_sum.item()) / max(1, len(rows))

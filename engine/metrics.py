@@ -25,16 +25,22 @@ def current_name(key: str) -> str:
     return key
 
 
-def binarize(probs: np.ndarray, thresholds) -> np.ndarray:
-    """0/1 predictions: a probability at or above its label's threshold (a number, or one per label)."""
-    return (probs >= np.asarray(thresholds, dtype=np.float64)).astype(np.int64)
+def binarize(probs: np.ndarray, thresholds, hierarchy=None) -> np.ndarray:
+    """0/1 predictions: a probability at or above its label's threshold (a number, or one per label); with a
+    `hierarchy` (data/hierarchy.py) a predicted label brings its ancestors."""
+    preds = (probs >= np.asarray(thresholds, dtype=np.float64)).astype(np.int64)
+    return preds if hierarchy is None else hierarchy.roll_up(preds)
 
 
-def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5) -> dict:
-    """`probs` and `targets` are (documents, labels); `thresholds` a number or one per label."""
+def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5, hierarchy=None) -> dict:
+    """`probs` and `targets` are (documents, labels); `thresholds` a number or one per label. With a `hierarchy`,
+    each level's F1 and ranking metrics too, under its name (`level_1_micro_f1`)."""
     targets = targets.astype(np.int64)
-    preds = binarize(probs, thresholds)
+    preds = binarize(probs, thresholds, hierarchy)
     out = {}
+    for level, columns in (hierarchy.levels.items() if hierarchy is not None else ()):
+        out.update({f"{level}_{name}": value for name, value in level_metrics(
+            probs[:, columns], targets[:, columns], preds[:, columns]).items()})
     for average in ("micro", "macro", "weighted", "samples"):
         out.update({f"{average}_{name}": value for name, value in _averaged(targets, preds, average).items()})
     out["subset_accuracy"] = (targets == preds).all(1).mean()
@@ -44,7 +50,18 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds=0.5) -
     out.update(_roc_auc(probs, targets))
     out.update(ranking_metrics(probs, targets))
     out["labels_without_positives"] = int((targets.sum(0) == 0).sum())
+    if hierarchy is not None:  # 0 by construction (a predicted label brings its ancestors): counted, not assumed
+        out["inconsistent_predictions"] = hierarchy.inconsistent(preds)
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
+
+
+def level_metrics(probs: np.ndarray, targets: np.ndarray, preds: np.ndarray) -> dict:
+    """One level's micro and macro F1, precision and recall, and its ranking metrics."""
+    out, targets = {}, targets.astype(np.int64)
+    for average in ("micro", "macro"):
+        out.update({f"{average}_{name}": value for name, value in _averaged(targets, preds, average).items()})
+    out.update(ranking_metrics(probs, targets))
+    return {k: float(v) for k, v in out.items()}
 
 
 def _counts(targets, preds, axis: int):
@@ -73,9 +90,14 @@ def _averaged(targets, preds, average: str) -> dict:
     return {name: float(np.mean(value)) for name, value in scores.items()}
 
 
-def f1_scores(probs: np.ndarray, targets: np.ndarray, thresholds) -> dict:
-    preds = binarize(probs, thresholds)
-    return {f"{average}_f1": _averaged(targets.astype(np.int64), preds, average)["f1"] for average in ("micro", "macro")}
+def f1_scores(probs: np.ndarray, targets: np.ndarray, thresholds, hierarchy=None) -> dict:
+    """Micro and macro F1 (and each level's, with a `hierarchy`)."""
+    preds, targets = binarize(probs, thresholds, hierarchy), targets.astype(np.int64)
+    out = {f"{average}_f1": _averaged(targets, preds, average)["f1"] for average in ("micro", "macro")}
+    for level, columns in (hierarchy.levels.items() if hierarchy is not None else ()):
+        out.update({f"{level}_{average}_f1": _averaged(targets[:, columns], preds[:, columns], average)["f1"]
+                    for average in ("micro", "macro")})
+    return out
 
 
 def _roc_auc(probs, targets) -> dict:
@@ -121,10 +143,10 @@ def ranking_metrics(probs: np.ndarray, targets: np.ndarray) -> dict:
     return out
 
 
-def per_label_report(probs, targets, thresholds, label_names) -> list[dict]:
+def per_label_report(probs, targets, thresholds, label_names, hierarchy=None) -> list[dict]:
     """One row per label (support, precision, recall, F1, threshold), most frequent first."""
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (targets.shape[1],))
-    preds = binarize(probs, thresholds)
+    preds = binarize(probs, thresholds, hierarchy)
     tp, fp, fn = _counts(targets.astype(np.int64), preds, axis=0)
     precision, recall, f1, support = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn), tp + fn
     rows = [{"label": name, "support": int(s), "precision": float(p), "recall": float(r), "f1": float(f),

@@ -1,7 +1,7 @@
 """The run folder: one train.py at a time, an --overwrite that loses nothing until the new run has saved, and
 metrics.jsonl written so that a crash cannot tear a line into it.
 
-What a run owns there: config.json, metrics.jsonl, last.pt, best.pt, TensorBoard events and evaluate.py's
+What a run owns there: config.json, label_stats.tsv, metrics.jsonl, last.pt, best.pt, TensorBoard events and evaluate.py's
 eval-*.json. A folder holds a run once it has a checkpoint or an epoch's metrics; a run that died before its
 first save left nothing worth keeping, so its folder is simply reused.
 """
@@ -24,6 +24,7 @@ MOVED = ".moved"  # in REPLACED while the whole old run is in there and the fold
 DISCARDED = ".replaced-run.discarded"  # REPLACED once the new run has saved, while it is deleted
 CHECKPOINTS = ("last.pt", "best.pt")
 HOLDS_RUN = (*CHECKPOINTS, "metrics.jsonl")
+LABEL_TABLE = "label_stats.tsv"  # the labels' counts per split and level, written as the run starts
 
 
 class RunFolderError(InputError):
@@ -32,7 +33,7 @@ class RunFolderError(InputError):
 
 def is_run_file(name: str) -> bool:
     """Files of a run, and the folder of its TensorBoard hparams summary."""
-    return (name in ("config.json", "hparams", *HOLDS_RUN) or name.startswith("events.out.tfevents")
+    return (name in ("config.json", "hparams", LABEL_TABLE, *HOLDS_RUN) or name.startswith("events.out.tfevents")
             or (name.startswith("eval-") and name.endswith(".json")))
 
 

@@ -2,7 +2,7 @@
 name (engine/config.py: its kind, choices and check) before any trial runs. Nothing here imports torch or Optuna."""
 from dataclasses import dataclass
 
-from engine.config import (FIELDS, SELECTABLE_METRICS, TRAIN_FIELDS, ConfigError, Field, check_values,
+from engine.config import (FIELDS, TRAIN_FIELDS, ConfigError, Field, check_values,
                            value_problem, with_defaults)
 
 SEARCH = "search"
@@ -19,7 +19,7 @@ SEARCH_FIELDS = (
           "once; a later command may raise it", SEARCH, int, check="at_least_1"),
     Field("metric", "micro_f1", "the objective, maximised: this validation metric at --threshold (never a threshold "
           "tuned on the same laws), at each trial's best epoch; also each trial's --select-metric", SEARCH,
-          choices=SELECTABLE_METRICS),
+          check="metric"),
     Field("pruner", "median", "stop a trial after an epoch whose best metric so far is below the median of the "
           "earlier trials' at that epoch (median), or outside the top third of its rung (halving: successive "
           "halving), or never (none); docs/results.md, Search", SEARCH, choices=("median", "halving", "none")),

@@ -34,14 +34,19 @@ def stdin_lines() -> list[str]:
 
 
 def format_prediction(record: dict, limit: int = 100) -> str:
+    """The text's start, then its labels, likeliest first (with a hierarchy, a line per level)."""
     text = record["text"].replace("\n", " ")
     shown = text[:limit] + ("…" if len(text) > limit else "")
     probs = record["probabilities"]
-    labels = ", ".join(f"{name} {probs[name]:.2f}" for name in sorted(record["predicted"], key=lambda n: -probs[n]))
-    if not labels:
-        top = max(probs, key=probs.get)
-        labels = f"(none; the likeliest is {top} {probs[top]:.2f})"
-    return f"{shown}\n    {labels}"
+    levels = record["predicted"] if isinstance(record["predicted"], dict) else {"": record["predicted"]}
+    lines = []
+    for level, predicted in levels.items():
+        labels = ", ".join(f"{name} {probs[name]:.2f}" for name in sorted(predicted, key=lambda n: -probs[n]))
+        if not labels:
+            top = max(probs, key=probs.get) if not level else None
+            labels = f"(none; the likeliest is {top} {probs[top]:.2f})" if top else "(none)"
+        lines.append(f"    {level + ': ' if level else ''}{labels}")
+    return "\n".join([shown, *lines])
 
 
 def label_texts(flags: dict) -> list[dict]:
@@ -54,7 +59,9 @@ def label_texts(flags: dict) -> list[dict]:
     thresholds = choose_thresholds(spec, tuned, predictor.config["threshold"])
     examples = input_examples(flags, predictor.config["text_column"])
     probs, _, _ = predictor.probabilities(examples)
-    records = list(prediction_records(examples.ids, probs, thresholds, predictor.label_names, texts=examples.texts))
+    records = list(prediction_records(examples.ids, probs, thresholds, predictor.label_names, texts=examples.texts,
+                                      hierarchy=predictor.hierarchy, top_k=flags["top_k"],
+                                      min_labels=flags["min_labels"]))
     for record in records:
         print(json.dumps(record) if flags["json"] else format_prediction(record))
     return records

@@ -75,6 +75,20 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, objective: str = "mi
     return {"objective": objective, "global": float(GRID[g]), "per_label": [float(GRID[i]) for i in chosen]}
 
 
+def tune_thresholds_by_level(probs: np.ndarray, targets: np.ndarray, levels: dict | None, objective: str = "micro_f1",
+                             min_positives: int = 5, fallback: str = "pooled") -> dict:
+    """As `tune_thresholds`, with each level's labels (`levels`: name -> indices; data/hierarchy.py) tuned for that
+    level's own objective, its rare labels pooled with its own; `global` stays one threshold over all labels."""
+    tuned = tune_thresholds(probs, targets, objective, min_positives, fallback=fallback)
+    if levels:
+        per_label = np.asarray(tuned["per_label"])
+        for columns in levels.values():
+            per_label[columns] = tune_thresholds(probs[:, columns], targets[:, columns], objective, min_positives,
+                                                 fallback=fallback)["per_label"]
+        tuned["per_label"] = per_label.tolist()
+    return tuned
+
+
 def choose_thresholds(spec: str | None, tuned: dict | None, default: float):
     """`spec` is tuned (per label), global (the tuned global one), or a number; returns a float or a list."""
     if spec in ("tuned", "global"):

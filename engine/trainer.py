@@ -9,8 +9,10 @@ from typing import NamedTuple
 import torch
 
 from data import DataError, LongDoc, build_loader, load_examples, tokenize
+from data.hierarchy import Hierarchy, read_hierarchy
+from data.label_stats import label_table, table_text
 from data.tfidf import TfidfVocabulary
-from engine.checkpoint import link_checkpoint, save_checkpoint, write_json
+from engine.checkpoint import atomic_write, link_checkpoint, save_checkpoint, write_json
 from engine.cli import run_cli
 from engine.config import ConfigError, check_against_labels, quiet, resolve_window
 from engine.distributed import barrier, cleanup, init_distributed, is_main_process
@@ -23,9 +25,9 @@ from engine.losses import log_odds, training_loss
 from engine.metrics import binarize, f1_scores, multilabel_metrics
 from engine.optim import set_learning_rates
 from engine.run_config import resolve_run
-from engine.run_folder import RunFolder
+from engine.run_folder import LABEL_TABLE, RunFolder
 from engine.state import build_train_state, resolve_kernels, seed_everything
-from engine.thresholds import tune_thresholds
+from engine.thresholds import tune_thresholds_by_level
 from model import cpu_fast, load_encoder_config, load_tokenizer, position_limit, tokenizer_files
 
 
@@ -49,25 +51,30 @@ class RunData(NamedTuple):
     tfidf: TfidfVocabulary | None = None  # --features both: the training texts' vocabulary
     fit_loader: object = None  # with the fused head: the training documents in order, for its fit
     train_tfidf: tuple | None = None  # with the fused head: the training documents' TF-IDF vectors (CSR arrays)
+    hierarchy: Hierarchy | None = None  # --label-hierarchy: every level's labels in one set (data/hierarchy.py)
 
 
 def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 1, log=print,
-               tfidf_state: dict | None = None) -> RunData:
+               tfidf_state: dict | None = None, hierarchy_state: dict | None = None) -> RunData:
     """The run's splits, labels (a resumed run's own), tokenizer and the train and validation loaders (padded for
     the compile mode `resolve_kernels` recorded); with --features both, the TF-IDF vocabulary (a resumed run's
     own, `tfidf_state`, else fitted on the training texts), every document's vector, and a loader of the training
-    documents in order for the fused head's fit."""
+    documents in order for the fused head's fit; with --label-hierarchy, the hierarchy (a resumed run's own,
+    `hierarchy_state`)."""
+    hierarchy = Hierarchy.from_state(hierarchy_state) if hierarchy_state else (
+        read_hierarchy(cfg["label_hierarchy"]) if cfg["label_hierarchy"] else None)
     splits, label_names = load_examples(
         cfg["data"], cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
         label_names=label_names, val_fraction=cfg["val_fraction"], split_seed=cfg["split_seed"],
-        max_train_samples=cfg["max_train_samples"], max_eval_samples=cfg["max_eval_samples"], log=log)
+        max_train_samples=cfg["max_train_samples"], max_eval_samples=cfg["max_eval_samples"], log=log,
+        hierarchy=hierarchy)
     missing = [split for split in ("train", "validation") if split not in splits]
     if missing:
         carve = (f"; --val-fraction {cfg['val_fraction']} carves none from train"
                  if missing == ["validation"] and not cfg["val_fraction"] else "")
         raise DataError(f"--data {cfg['data']}: training needs a {' and a '.join(missing)} split (found: "
                         f"{', '.join(splits) or 'none'}){carve}")
-    check_against_labels(cfg, len(label_names), splits["validation"].labels)
+    check_against_labels(cfg, len(label_names), splits["validation"].labels, hierarchy.levels if hierarchy else None)
     tokenizer = load_tokenizer(cfg["model"])
     resolve_window(cfg, tokenizer, position_limit(load_encoder_config(cfg["model"]).to_dict()))
     cache, long_doc = cfg["cache_dir"] or None, LongDoc.from_config(cfg)
@@ -92,28 +99,30 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
         rank=rank, world_size=world_size, compiled=compiled, max_length=cfg["max_length"])
     fingerprints = {split: splits[split].fingerprint() for split in ("train", "validation")}
     return RunData(splits, label_names, tokenizer, train_loader, val_loader, fingerprints, tfidf, fit_loader,
-                   train_set.tfidf)
+                   train_set.tfidf, hierarchy)
 
 
 def validate(state, data: RunData, loss_fn, cfg: dict, logger) -> tuple[dict, dict]:
     """Validation metrics at --threshold, thresholds tuned on these predictions and the F1 they reach
     (`tuned_*`: per label, `global_*`: one for all), the seconds it took, and the TensorBoard details. With a fitted
     fused head both heads are scored (engine/head_fit.py, `score_heads`): the one that predicts gets these metrics,
-    the other its headline ones under its name (`encoder_micro_f1`, or `fused_micro_f1`)."""
+    the other its headline ones under its name (`encoder_micro_f1`, or `fused_micro_f1`). With a hierarchy the
+    probabilities are rolled up (data/hierarchy.py) and each level is scored too."""
     start = time.perf_counter()
+    hierarchy = data.hierarchy
     probs, targets, loss = collect_probabilities(state.eval_model, data.val_loader, state.device, state.amp_dtype,
-                                                 loss_fn)
-    metrics = {"loss": loss, **multilabel_metrics(probs, targets, cfg["threshold"])}
+                                                 loss_fn, hierarchy)
+    metrics = {"loss": loss, **multilabel_metrics(probs, targets, cfg["threshold"], hierarchy)}
     if state.model.fused is not None and state.model.fused.ready:
-        probs, metrics = score_heads(state, data.val_loader, loss_fn, cfg, probs, metrics)
-    thresholds = tune_thresholds(probs, targets, cfg["tune_objective"], cfg["tune_min_positives"],
-                                 fallback=cfg["tune_fallback"])
-    metrics.update({f"tuned_{k}": v for k, v in f1_scores(probs, targets, thresholds["per_label"]).items()})
-    metrics.update({f"global_{k}": v for k, v in f1_scores(probs, targets, thresholds["global"]).items()})
+        probs, metrics = score_heads(state, data.val_loader, loss_fn, cfg, probs, metrics, hierarchy)
+    thresholds = tune_thresholds_by_level(probs, targets, hierarchy.levels if hierarchy else None,
+                                          cfg["tune_objective"], cfg["tune_min_positives"], fallback=cfg["tune_fallback"])
+    metrics.update({f"tuned_{k}": v for k, v in f1_scores(probs, targets, thresholds["per_label"], hierarchy).items()})
+    metrics.update({f"global_{k}": v for k, v in f1_scores(probs, targets, thresholds["global"], hierarchy).items()})
     metrics["global_threshold"] = thresholds["global"]
     metrics.update(examples=len(probs), seconds=time.perf_counter() - start)
     logger.validation_details(probs, targets, data.label_names, data.splits["validation"],
-                              binarize(probs, cfg["threshold"]), state.progress["step"])
+                              binarize(probs, cfg["threshold"], hierarchy), state.progress["step"])
     return metrics, thresholds
 
 
@@ -141,6 +150,8 @@ class Checkpoints:
                        "encoder_config": json.loads(state.model.encoder.config.to_json_string()),
                        "pos_weight": pos_weight, "label_prior": prior,
                        "data_fingerprints": data.fingerprints}
+        if data.hierarchy is not None:
+            self.static["hierarchy"] = data.hierarchy.state()
         if data.tfidf is not None:
             self.static["tfidf"] = {**data.tfidf.state(), "idf": torch.from_numpy(data.tfidf.idf)}
         self.last, self.best = (os.path.join(cfg["output_dir"], name) for name in ("last.pt", "best.pt"))
@@ -228,7 +239,7 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals, after
         torch.use_deterministic_algorithms(True)
     resolve_kernels(cfg, device, resume["config"]["amp_dtype"] if resume and "amp" not in changes else None)
     data = build_data(cfg, resume["label_names"] if resume else None, device, rank, world_size, log,
-                      resume.get("tfidf") if resume else None)
+                      resume.get("tfidf") if resume else None, resume.get("hierarchy") if resume else None)
     if resume:
         refuse_changed_data(resume.get("data_fingerprints"), data, cfg["resume"])
 
@@ -257,6 +268,8 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals, after
         if not resume:
             folder.replace_run()
         write_json(folder.file("config.json"), cfg)
+        table = label_table(data.splits, data.label_names, data.hierarchy.levels if data.hierarchy else None)
+        atomic_write(folder.file(LABEL_TABLE), lambda f: f.write(table_text(table).encode("utf-8")))
     logger = RunLogger(cfg["output_dir"], enabled=folder is not None,
                        purge_step=progress["step"] + 1 if resume else None,
                        records=RunFolder(os.path.dirname(cfg["resume"])).read_metrics(progress["epoch"])
@@ -303,6 +316,9 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals, after
             speed = (f"  ({train_stats['seconds']:.1f} s, {train_stats['examples_per_s']:.1f} ex/s)"
                      if cfg["epochs"] else "  (the pretrained encoder)")
             head = "" if "fused_head" not in val else "  fused head" if val["fused_head"] else "  encoder's own head"
+            if data.hierarchy is not None:
+                head += "  per level micro_f1 " + " / ".join(f"{val[f'{level}_micro_f1']:.4f}"
+                                                             for level in data.hierarchy.levels)
             log(f"epoch {epoch + 1}/{max(1, cfg['epochs'])}  {trained}val_loss {val['loss']:.4f}  "
                 f"val_micro_f1 {val['micro_f1']:.4f} (tuned {val['tuned_micro_f1']:.4f})  "
                 f"val_macro_f1 {val['macro_f1']:.4f}{speed}{head}" + ("  best" if improved else ""))

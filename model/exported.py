@@ -92,8 +92,11 @@ def require_onnx() -> None:
 
 def metadata(state: dict) -> dict:
     """What a served model needs beyond its weights, as plain JSON."""
-    return {"format_version": FORMAT_VERSION, "label_names": list(state["label_names"]),
+    meta = {"format_version": FORMAT_VERSION, "label_names": list(state["label_names"]),
             "thresholds": state["thresholds"], "config": state["config"]}
+    if state.get("hierarchy") is not None:  # --label-hierarchy: each label's parent, for the roll-up (docs/serving.md)
+        meta["hierarchy"] = state["hierarchy"]
+    return meta
 
 
 def serving_model(state: dict, attention: str = "sdpa") -> tuple[nn.Module, object]:
