@@ -44,8 +44,9 @@ class Hierarchy:
         return {"names": self.names, "parents": self.parents.tolist(), "source": self.source}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Hierarchy":
-        return cls(state["names"], state["parents"], state.get("source", ""))
+    def from_state(cls, state: dict | None) -> "Hierarchy | None":
+        """The hierarchy `state()` gave, or None for a model without one."""
+        return None if state is None else cls(state["names"], state["parents"], state.get("source", ""))
 
     def roll_up(self, matrix: np.ndarray) -> np.ndarray:
         """(documents, labels) probabilities or 0/1 decisions with each parent raised to its children's maximum, so

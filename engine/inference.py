@@ -34,7 +34,7 @@ class Predictor:
         plan = compile_plan(self.state["config"], self.device) if compile and self.device.type == "cuda" else "off"
         self.state["config"] = {**self.state["config"], "compiled": plan}  # this evaluation's, not the training's
         self.config, self.label_names = self.state["config"], self.state["label_names"]
-        self.hierarchy = Hierarchy.from_state(self.state["hierarchy"]) if self.state.get("hierarchy") else None
+        self.hierarchy = Hierarchy.from_state(self.state.get("hierarchy"))
         if cpu_fast.enabled(self.config):
             cpu_fast.keep_freed_memory(self.device)
         self.amp_dtype = (resolve_amp(amp, self.device, cpu_fast.enabled(self.config)) if amp
@@ -76,7 +76,7 @@ class Predictor:
             raise ExportError(f"{folder}: not a usable export: its max_length {config['max_length']} is beyond the "
                               f"encoder's {limit} positions")
         self.config, self.label_names = config, meta["label_names"]
-        self.hierarchy = Hierarchy.from_state(meta["hierarchy"]) if meta.get("hierarchy") else None
+        self.hierarchy = Hierarchy.from_state(meta.get("hierarchy"))
         self.amp_dtype, self.loss_fn = None, None
         self.batch_size = batch_size or config["eval_batch_size"]
 

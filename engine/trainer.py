@@ -61,7 +61,7 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
     own, `tfidf_state`, else fitted on the training texts), every document's vector, and a loader of the training
     documents in order for the fused head's fit; with --label-hierarchy, the hierarchy (a resumed run's own,
     `hierarchy_state`)."""
-    hierarchy = Hierarchy.from_state(hierarchy_state) if hierarchy_state else (
+    hierarchy = Hierarchy.from_state(hierarchy_state) or (
         read_hierarchy(cfg["label_hierarchy"]) if cfg["label_hierarchy"] else None)
     splits, label_names = load_examples(
         cfg["data"], cfg["data_config"], cfg["text_column"], cfg["label_column"], cfg["label_separator"],
