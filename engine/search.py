@@ -168,11 +168,11 @@ class Study:
         os.makedirs(os.path.join(self.folder, "trials"), exist_ok=True)
         self.url = storage_url(options, self.folder)
         self.pruner = (options["pruner"], options["pruner_startup"])
-        sampler = self.optuna.samplers.TPESampler(seed=options["sampler_seed"])
+        self.sampler_seed = options["sampler_seed"]
         name = os.path.basename(self.folder.rstrip(os.sep)) or "study"
         storage = open_storage(self.url)
         with ClaimLock(self.folder):
-            self.study = self.optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+            self.study = self.optuna.create_study(study_name=name, storage=storage, sampler=self.sampler_for(0),
                                                   pruner=make_pruner(*self.pruner), direction="maximize",
                                                   load_if_exists=True)
             self.check_same_study()
@@ -198,6 +198,11 @@ class Study:
                                   "--study-dir")
 
     # -- taking a trial --------------------------------------------------------------------------------------------
+    def sampler_for(self, taken: int):
+        """TPE seeded with --sampler-seed plus the trials the study holds: a sampler seeded once per process drew
+        the same first settings again in a resumed study, and in every worker of a shared one."""
+        return self.optuna.samplers.TPESampler(seed=self.sampler_seed + taken)
+
     def counted(self, trials) -> int:
         """Trials that count against --trials: all but those failed by a dead worker and queued again (the queued
         copy counts, and so does every finished, running or failed trial)."""
@@ -242,6 +247,7 @@ class Study:
                     self.log("the flags given (or train.py's defaults) lie outside the space: no baseline trial")
             elif self.counted(trials) >= self.trials and not any(t.state == State.WAITING for t in trials):
                 return None
+            self.study.sampler = self.sampler_for(len(trials))
             trial = self.study.ask()
             params = {d.name: d.suggest(trial) for d in self.dims}
             folder = trial.user_attrs.get("folder") or os.path.join(self.folder, "trials", str(trial.number))

@@ -28,7 +28,8 @@ SEARCH_FIELDS = (
     Field("storage", None, "an Optuna RDB storage URL that many search.py workers share, on one machine or many: "
           "postgresql://user:password@host/database (needs psycopg2-binary); default: sqlite in --study-dir",
           SEARCH),
-    Field("sampler_seed", 0, "seed of the TPE sampler (one worker's trials are then the same on every run)", SEARCH,
+    Field("sampler_seed", 0, "seed of the TPE sampler, which draws trial n with this + n (a study run again "
+          "by one worker draws the same trials; a resumed study or another worker draws new ones)", SEARCH,
           int, check="zero_or_more"),
 )
 SEARCH_CLI_FIELDS = SEARCH_FIELDS + tuple(f for f in TRAIN_FIELDS if f.name not in CONTROLLED)

@@ -129,6 +129,7 @@ def two_workers(tiny_bert, synthetic_folder, tmp_path, storage=None) -> None:
     run_folders_once(study_dir, rows)
     trials = optuna.load_study(study_name="study", storage=storage).get_trials()
     assert len(trials) == 3 and len({t.user_attrs["pid"] for t in trials}) == 2  # both workers took trials
+    assert len({t.params["lr"] for t in trials}) == 3  # each worker's sampler draws settings of its own
 
 
 def test_two_workers_share_a_sqlite_study_without_running_a_trial_twice(tiny_bert, synthetic_folder, tmp_path):
