@@ -47,6 +47,9 @@ class Examples:
         return Examples([self.ids[i] for i in indices], [self.texts[i] for i in indices],
                         [self.labels[i] for i in indices])
 
+    def joined(self, other: "Examples") -> "Examples":
+        return Examples(self.ids + other.ids, self.texts + other.texts, self.labels + other.labels)
+
     def fingerprint(self) -> str:
         """A hash of the texts and their labels, in order: a checkpoint keeps it, so that a resume or an evaluation
         of "the validation split" can tell when the data read now is not what the run read."""

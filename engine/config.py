@@ -96,6 +96,10 @@ TRAIN_FIELDS = (
           int, check="at_least_1", before=8),
     Field("chunk_pool", "max", "how a document's window logits become one (chunk)", DATA, choices=("max", "mean"),
           before="max"),
+    Field("train_on_validation", False, "train on the validation split too, for --epochs exactly (search.py "
+          "--retrain: the best settings on every labelled example, as LibMultiLabel retrains): validation then scores "
+          "examples trained on, so each epoch is best.pt and its tuned thresholds are not held out", DATA, bool,
+          before=False),
     Field("max_train_samples", None, "train on the first N examples only", DATA, int, check="at_least_1"),
     Field("max_eval_samples", None, "validate (and test) on the first N examples only", DATA, int,
           check="at_least_1"),
@@ -309,6 +313,9 @@ def check_values(fields, values: dict) -> None:
             raise ConfigError(f"{f.flag} {value if value != '' else repr(value)}: {problem}")
     if fields is PREDICT_FIELDS and values["top_k"] and values["min_labels"] and values["min_labels"] > values["top_k"]:
         raise ConfigError(f"--min-labels {values['min_labels']}: more than --top-k {values['top_k']}")
+    if fields is TRAIN_FIELDS and values["train_on_validation"] and (values["patience"] or not values["epochs"]):
+        raise ConfigError(f"--train-on-validation: trains for --epochs exactly (at least 1; --epochs "
+                          f"{values['epochs']}, --patience {values['patience']}): its validation is not held out")
     if fields is TRAIN_FIELDS and values["epochs"] == 0 and values["features"] == "encoder":
         raise ConfigError("--epochs 0: trains nothing with --features encoder (with both or auto the fused head "
                           "is fitted over the pretrained encoder)")

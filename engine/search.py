@@ -164,6 +164,7 @@ class Study:
         self.dims, self.train_given = check_study(given)
         options = with_defaults(SEARCH_FIELDS, {k: v for k, v in given.items() if k not in FIELDS})
         self.log, self.metric, self.trials = log, options["metric"], options["trials"]
+        self.retrain_best = options["retrain"]
         self.folder = os.path.abspath(options["study_dir"])
         os.makedirs(os.path.join(self.folder, "trials"), exist_ok=True)
         self.url = storage_url(options, self.folder)
@@ -420,13 +421,45 @@ class Study:
                  f"(python evaluate.py --ckpt {os.path.join(self.folder, 'best.pt')} --split test)")
         return {"best": best, "rows": rows}
 
+    def retrain(self, best: dict) -> str | None:
+        """--retrain: the best trial's settings on train + validation for its best epoch count, in retrain/ (a
+        stopped retrain continues from its last.pt); run by a worker that finds every trial finished. Returns its
+        best.pt (the last epoch's), or None while another worker's trial still runs."""
+        State = self.optuna.trial.TrialState
+        if any(t.state in (State.RUNNING, State.WAITING) for t in self.study.get_trials(deepcopy=False)):
+            self.log("--retrain: trials of other workers are still running; the worker that finishes last retrains")
+            return None
+        folder = os.path.join(self.folder, "retrain")
+        checkpoint = os.path.join(folder, "best.pt")
+        if len(read_records(folder)) >= best["best_epoch"] and os.path.exists(checkpoint):
+            self.log(f"retrained (done before): {checkpoint}")
+            return checkpoint
+        params = {d.name: best[d.name] for d in self.dims}
+        argv = [*self.common, *train_flags(params), "--epochs", str(best["best_epoch"]), "--patience", "0",
+                "--train-on-validation", "--output-dir", folder]
+        if os.path.exists(os.path.join(folder, "last.pt")):
+            argv += ["--resume", "auto"]
+        self.log(f"--retrain: trial {best['trial']}'s settings on train + validation for {best['best_epoch']} "
+                 f"epoch(s): python train.py {shlex.join(argv)} (its output: {folder}.log)")
+        with open(folder + ".log", "ab") as out:
+            status = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *argv], stdout=out,
+                                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent).returncode
+        if status != 0:
+            raise ConfigError(f"--retrain: train.py stopped with exit status {status} (its output: {folder}.log); "
+                              "run the same command to continue it")
+        self.log(f"retrained: {checkpoint} (python evaluate.py --ckpt {checkpoint} --split test)")
+        return checkpoint
+
     def work(self) -> dict:
         while True:
             taken = self.take_trial()
             if taken is None:
                 break
             self.run_trial(*taken)
-        return self.report()
+        result = self.report()
+        if self.retrain_best and result["best"] is not None:
+            result["retrained"] = self.retrain(result["best"])
+        return result
 
 
 def run_search(given: dict) -> dict:

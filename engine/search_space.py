@@ -28,6 +28,9 @@ SEARCH_FIELDS = (
     Field("storage", None, "an Optuna RDB storage URL that many search.py workers share, on one machine or many: "
           "postgresql://user:password@host/database (needs psycopg2-binary); default: sqlite in --study-dir",
           SEARCH),
+    Field("retrain", False, "when the study has its --trials, train the best trial's settings once more on train + "
+          "validation for its best epoch count (train.py --train-on-validation) in retrain/ of --study-dir, as "
+          "LibMultiLabel retrains; the same command continues a stopped retrain", SEARCH, bool),
     Field("sampler_seed", 0, "seed of the TPE sampler, which draws trial n with this + n (a study run again "
           "by one worker draws the same trials; a resumed study or another worker draws new ones)", SEARCH,
           int, check="zero_or_more"),

@@ -73,14 +73,15 @@ class TrainState:
         if not distributed:
             self.eval_model = self.forward_model
 
-    def end_epoch(self, metric: float) -> bool:
+    def end_epoch(self, metric: float, latest: bool = False) -> bool:
         """Called after an epoch's validation with its --select-metric: the next epoch starts at its first batch;
-        returns whether this epoch is the best so far."""
+        returns whether this epoch is the best so far (with `latest`, every epoch is: a validation split trained on
+        cannot choose)."""
         progress = self.progress
         progress["epoch"] += 1
         progress.update(batches_done=0, examples_done=0, tokens_done=0)
         self.loss_sum.zero_()
-        improved = metric > progress["best_metric"]
+        improved = latest or metric > progress["best_metric"]
         if improved:
             progress.update(best_metric=metric, best_epoch=progress["epoch"])
         return improved

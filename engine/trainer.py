@@ -75,6 +75,9 @@ def build_data(cfg: dict, label_names, device, rank: int = 0, world_size: int = 
         raise DataError(f"--data {cfg['data']}: training needs a {' and a '.join(missing)} split (found: "
                         f"{', '.join(splits) or 'none'}){carve}")
     check_against_labels(cfg, len(label_names), splits["validation"].labels, hierarchy.levels if hierarchy else None)
+    if cfg["train_on_validation"]:
+        splits["train"] = splits["train"].joined(splits["validation"])
+        log(f"--train-on-validation: training on {len(splits['train'])} examples, the validation split's included")
     tokenizer = load_tokenizer(cfg["model"])
     resolve_window(cfg, tokenizer, position_limit(load_encoder_config(cfg["model"]).to_dict()))
     cache, long_doc = cfg["cache_dir"] or None, LongDoc.from_config(cfg)
@@ -305,7 +308,7 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals, after
             val, thresholds = validate(state, data, loss_fn, cfg, logger)
             if fast:
                 cpu_fast.release_freed_memory(device)
-            improved = state.end_epoch(val[cfg["select_metric"]])
+            improved = state.end_epoch(val[cfg["select_metric"]], latest=cfg["train_on_validation"])
             record = {"epoch": epoch + 1, "step": progress["step"], **{f"train_{k}": v for k, v in train_stats.items()},
                       **{f"val_{k}": v for k, v in val.items()}}
             logger.epoch(record, progress["step"])

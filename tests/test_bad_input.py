@@ -222,6 +222,8 @@ def long_cell_file(tmp_path):
 BAD_INPUTS = [
     ("train", lambda t, c, x: [*t, "--label-separator", ""], "--label-separator '': must be at least one character"),
     ("train", lambda t, c, x: [*t, "--seed", "-1"], "--seed -1: must be zero or more"),
+    ("train", lambda t, c, x: [*t, "--train-on-validation", "--patience", "2"],
+     "--train-on-validation: trains for --epochs exactly"),
     ("train", lambda t, c, x: [*t, "--split-seed", "-3"], "--split-seed -3: must be zero or more"),
     ("train", lambda t, c, x: [*t, "--lr", "nan"], "--lr nan: must be a finite number"),
     ("train", lambda t, c, x: [*t, "--warmup", "inf"], "--warmup inf: must be a finite number"),

@@ -76,6 +76,19 @@ def test_a_study_prunes_the_trials_that_fall_behind_and_links_the_best(tiny_bert
     expect_error(search.main, study_args(tiny_bert, synthetic_folder, study_dir, "--trials", "4", "--metric",
                                          "macro_f1"), capsys, "started with other metric")
 
+    # --retrain: the best settings once more on train + validation, for the best trial's best epoch count
+    retrained = search.main(study_args(tiny_bert, synthetic_folder, study_dir, "--trials", "3", "--retrain"))
+    assert retrained["retrained"] == str(study_dir / "retrain" / "best.pt")
+    records, trial_records = epochs_of(study_dir / "retrain"), epochs_of(best["folder"])
+    assert [r["epoch"] for r in records] == list(range(1, best["best_epoch"] + 1))
+    assert records[0]["train_examples"] == trial_records[0]["train_examples"] + trial_records[0]["val_examples"]
+    with open(study_dir / "retrain" / "config.json") as f:
+        config = json.load(f)
+    assert config["train_on_validation"] and config["lr"] == best["lr"] and config["epochs"] == best["best_epoch"]
+    again = search.main(study_args(tiny_bert, synthetic_folder, study_dir, "--trials", "3", "--retrain"))
+    assert again["retrained"] == retrained["retrained"] and len(epochs_of(study_dir / "retrain")) == len(records)
+    assert "done before" in capsys.readouterr().out
+
 
 def launch(argv, log) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "search.py"), *argv], cwd=ROOT, stdout=log,
