@@ -6,7 +6,8 @@ from engine.config import (FIELDS, TRAIN_FIELDS, ConfigError, Field, check_value
                            value_problem, with_defaults)
 
 SEARCH = "search"
-CONTROLLED = ("output_dir", "run_name", "overwrite", "resume", "select_metric")  # set by the study for each trial
+# set by the study for each trial (train_on_validation: by --retrain alone; a trial must be scored on held-out laws)
+CONTROLLED = ("output_dir", "run_name", "overwrite", "resume", "select_metric", "train_on_validation")
 SEARCH_FIELDS = (
     Field("study_dir", None, "the study's folder: its SQLite storage (study.db, unless --storage), one run folder "
           "per trial (trials/N), best.pt and best.json of the best trial, trials.csv", SEARCH, required=True,
