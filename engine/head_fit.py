@@ -51,12 +51,14 @@ def collect_embeddings(model, loader, device, amp_dtype) -> np.ndarray:
 
 
 def fused_features(tfidf_rows: tuple, tfidf_size: int, embeddings: np.ndarray, scale: float):
-    """[TF-IDF vector, scale * normalised embedding] per document, as one sparse matrix."""
+    """[TF-IDF vector, scale * normalised embedding] per document, as one sparse matrix of the float32 values in
+    float64: liblinear's type, which LinearSVC would otherwise copy the matrix into once per label."""
     import scipy.sparse as sp
 
     offsets, ids, values = tfidf_rows
     tfidf = sp.csr_matrix((values, ids, offsets), shape=(len(offsets) - 1, max(1, tfidf_size)))
-    features = sp.hstack([tfidf, sp.csr_matrix((scale * embeddings).astype(np.float32))], format="csr")
+    features = sp.hstack([tfidf, sp.csr_matrix((scale * embeddings).astype(np.float32))], format="csr",
+                         dtype=np.float64)
     features.sort_indices()
     return features
 

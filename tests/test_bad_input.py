@@ -168,6 +168,17 @@ def nan_weight(state):
     next(v for v in state["model"].values() if v.is_floating_point())[0] = float("nan")
 
 
+def test_the_weights_check_finds_a_value_in_any_part_of_a_tensor():
+    from engine.checkpoint import all_finite  # checks a part at a time: a fused head's GiB at once doubled the peak
+
+    weights = torch.zeros(10, 7)
+    assert all_finite(weights, part=4)
+    weights[9, 6] = float("inf")
+    assert not all_finite(weights, part=4) and not all_finite(weights.t(), part=4)
+    weights[9, 6], weights[3, 2] = 0.0, float("nan")
+    assert not all_finite(weights, part=4)
+
+
 def tokenizer_without_a_limit(tmp_path, tiny_bert) -> str:
     """The tiny BERT whose tokenizer declares no model_max_length (its encoder has 64 positions)."""
     folder = tmp_path / "no-limit"
