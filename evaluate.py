@@ -4,13 +4,14 @@
     python evaluate.py --ckpt runs/<run>/best.pt --split validation
     python evaluate.py --ckpt runs/<run>/best.pt --data my_labelled.csv
 """
-from engine.config import EVALUATE_FIELDS, parse_flags, with_defaults
+from engine.config import parse_flags, with_defaults
+from engine.settings import EVALUATE_FIELDS
 
 
 def main(argv=None) -> dict:
     flags = with_defaults(EVALUATE_FIELDS, parse_flags(EVALUATE_FIELDS, argv,
                                                        "Evaluate a multi-label classifier checkpoint."))
-    from engine.checkpoint_eval import evaluate_checkpoint  # torch loads here: --help has answered
+    from engine.serving.evaluate import evaluate_checkpoint
     from engine.cli import run_cli
 
     return run_cli(evaluate_checkpoint, flags)

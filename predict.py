@@ -4,14 +4,15 @@
     cat tweets.txt | python predict.py --ckpt runs/<run>/best.pt --json
     python predict.py --ckpt runs/<run>/best.pt --file tweets.csv --text-column Tweet
 """
-from engine.config import PREDICT_FIELDS, parse_flags, with_defaults
+from engine.config import parse_flags, with_defaults
+from engine.settings import PREDICT_FIELDS
 
 
 def main(argv=None) -> list[dict]:
     flags = with_defaults(PREDICT_FIELDS, parse_flags(PREDICT_FIELDS, argv,
                                                       "Label texts with a multi-label classifier checkpoint."))
     from engine.cli import run_cli
-    from engine.text_labelling import label_texts  # torch loads here: --help has answered
+    from engine.serving.predict import label_texts
 
     return run_cli(label_texts, flags)
 

@@ -5,9 +5,9 @@ Optuna's TPE, pruned after each epoch, resumable after any kill, and shared by m
         --model minilm --data ../shared/data/eurlex57k --label-column domains      # any other train.py flag
     python search.py ... --storage postgresql://user:pw@host/db                      # the same on every machine
 
-Every train.py flag passes through to every trial; the study's own flags are engine/search_space.py's fields.
+Every train.py flag passes through to every trial; the study's own flags are engine/search/space.py's fields.
 """
-from engine.search_space import SEARCH_CLI_FIELDS
+from engine.search.space import SEARCH_CLI_FIELDS
 from engine.config import parse_flags
 
 
@@ -15,7 +15,7 @@ def main(argv=None) -> dict:
     given = parse_flags(SEARCH_CLI_FIELDS, argv, "Search train.py's settings: an Optuna study of train.py runs.")
     from engine.cli import run_cli
     from engine.config import check_machine, check_values, with_defaults
-    from engine.search import run_search
+    from engine.search.study import run_search
 
     def search():
         check_values(SEARCH_CLI_FIELDS, with_defaults(SEARCH_CLI_FIELDS, given))

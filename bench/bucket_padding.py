@@ -20,9 +20,10 @@ def main():
     p.add_argument("--max-length", type=int, default=300)
     p.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "data"))
     args = p.parse_args()
-    from data import LongDoc, load_examples, tokenize
+    from data import load_examples
+    from data.tokenized import LongDoc, tokenize
     from data.batching import Collator, LengthGroupedBatchSampler
-    from model import load_tokenizer
+    from model.encoders import load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
     for name, column, limit in DATA:

@@ -27,11 +27,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import export  # noqa: E402
 from data.tfidf import TfidfVocabulary  # noqa: E402
-from engine.checkpoint_eval import load_eval_examples  # noqa: E402
-from engine.inference import Predictor  # noqa: E402
+from engine.serving.evaluate import load_eval_examples
+from engine.serving.predictor import load_predictor
 from engine.metrics import multilabel_metrics  # noqa: E402
 from engine.thresholds import choose_thresholds  # noqa: E402
-from model.exported import ONNX_FILE, load_exported, serving_model  # noqa: E402
+from model.export_format import ONNX_FILE
+from model.export_read import load_exported
+from model.export_write import serving_model
 
 
 def padded_batches(tokenizer, texts, max_length, size, tfidf=None):
@@ -92,7 +94,7 @@ def main():
         folders[fmt], remote = os.path.join(work, fmt), remote or result["remote_code"]
         print(f"  export {fmt}: {time.perf_counter() - start:.1f} s, {result['class']}, "
               f"{sum(os.path.getsize(os.path.join(folders[fmt], f)) for f in os.listdir(folders[fmt])) / 1e6:.0f} MB")
-    checkpoint = Predictor(args.ckpt, amp="off")
+    checkpoint = load_predictor(args.ckpt, amp="off")
     cfg, names = checkpoint.config, checkpoint.label_names
     examples, source = load_eval_examples({"data": None, "split": "validation", "max_eval_samples": None}, cfg, names)
     sample = examples.select(range(min(args.n, len(examples))))
@@ -107,12 +109,12 @@ def main():
         print(f"  pipeline on the HF folder ({len(fits)} texts in one window): "
               f"{pipeline_difference(folders['hf'], remote, [sample.texts[i] for i in fits], reference[fits], names):.2e}")
     for fmt in ("hf", "onnx"):
-        probs, _, _ = Predictor(folders[fmt]).probabilities(sample)
+        probs, _, _ = load_predictor(folders[fmt]).probabilities(sample)
         print(f"  predict.py on the {fmt} folder ({len(sample)} texts): {np.abs(probs - reference).max():.2e}")
 
     print("\n2. Speed, texts/s (the model alone, the same padded batches):")
     eager, tokenizer = serving_model(checkpoint.state)
-    fast = Predictor(args.ckpt)
+    fast = load_predictor(args.ckpt)
     onnx = load_exported(folders["onnx"])[0]
     routes = {"PyTorch eager fp32": lambda ids, mask, *tfidf: eager(ids, mask, None, None, None, *tfidf),
               f"PyTorch, predict.py's path ({fast.amp_dtype or 'fp32'})":
@@ -137,7 +139,7 @@ def main():
         thresholds = choose_thresholds("tuned" if checkpoint.state["thresholds"] else None,
                                        checkpoint.state["thresholds"], cfg["threshold"])
         for fmt, folder in (("fp32", folders["onnx"]), ("int8", os.path.join(work, "int8"))):
-            probs, targets, _ = Predictor(folder).probabilities(examples)
+            probs, targets, _ = load_predictor(folder).probabilities(examples)
             m = multilabel_metrics(probs, targets, thresholds)
             print(f"  onnxruntime {fmt}: micro_f1 {m['micro_f1']:.4f}  macro_f1 {m['macro_f1']:.4f}")
     shutil.rmtree(work, ignore_errors=True)

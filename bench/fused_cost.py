@@ -18,13 +18,16 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from data import build_loader, load_examples, tokenize  # noqa: E402
+from data import build_loader, load_examples
+from data.tokenized import tokenize
 from engine.config import make_config  # noqa: E402
-from engine.head_fit import fit_fused_head, fit_vocabulary  # noqa: E402
-from engine.loop import accumulate_gradients, collect_probabilities  # noqa: E402
+from engine.training.head_fit import fit_fused_head, fit_vocabulary
+from engine.predictions import collect_probabilities
+from engine.training.loop import accumulate_gradients
 from engine.losses import training_loss  # noqa: E402
-from engine.state import build_train_state, resolve_kernels  # noqa: E402
-from model import load_tokenizer  # noqa: E402
+from engine.training.run_config import for_device
+from engine.training.state import build_train_state
+from model.encoders import load_tokenizer
 
 
 def high_water_mb() -> float:
@@ -59,7 +62,7 @@ def main():
     cfg = make_config(model=args.model, data=args.data, label_column=args.label_column, features="both",
                       max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, cache_dir="")
     device = torch.device("cpu")
-    resolve_kernels(cfg, device)
+    cfg = for_device(cfg, device)
     splits, names = load_examples(args.data, label_column=args.label_column, max_train_samples=args.max_train_samples,
                                   max_eval_samples=args.max_eval_samples, log=lambda *a: None)
     train, val = splits["train"], splits["validation"]

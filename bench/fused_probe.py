@@ -19,14 +19,16 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from data import build_loader, load_examples, tokenize  # noqa: E402
+from data import build_loader, load_examples
+from data.tokenized import tokenize
 from data.tfidf import TfidfVocabulary  # noqa: E402
 from engine.amp import dtype_from_name  # noqa: E402
 from engine.config import make_config  # noqa: E402
-from engine.head_fit import collect_embeddings  # noqa: E402
+from engine.training.head_fit import collect_embeddings
 from engine.metrics import multilabel_metrics  # noqa: E402
-from engine.state import resolve_kernels  # noqa: E402
-from model import build_model, load_tokenizer  # noqa: E402
+from engine.training.run_config import for_device
+from model.classifier import build_model
+from model.encoders import load_tokenizer
 
 COLUMNS = ("micro_f1", "macro_f1", "precision_at_5", "r_precision_at_5", "ndcg_at_5")
 
@@ -62,7 +64,7 @@ def main():
                                   max_eval_samples=args.max_eval_samples, log=lambda *a: None)
     cfg = make_config(model=args.model, features="encoder")
     device = torch.device("cpu")
-    resolve_kernels(cfg, device)
+    cfg = for_device(cfg, device)
     model, tokenizer = build_model(cfg, len(names)), load_tokenizer(args.model)
     targets, embeddings = {}, {}
     for split in ("train", "validation"):

@@ -49,7 +49,7 @@ def main(argv=None):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from model import resolve_model
+    from model.encoders import resolve_model
 
     parent = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(parent, exist_ok=True)

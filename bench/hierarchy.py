@@ -46,11 +46,11 @@ def run(out: str, argv: list[str]) -> tuple[dict, float]:
 def consistency_table(ckpt: str, max_eval: int | None) -> list[str]:
     import numpy as np
 
-    from engine.checkpoint_eval import load_eval_examples
-    from engine.inference import Predictor
+    from engine.serving.evaluate import load_eval_examples
+    from engine.serving.predictor import load_predictor
     from engine.metrics import binarize, level_metrics
 
-    predictor = Predictor(ckpt)
+    predictor = load_predictor(ckpt)
     hierarchy = predictor.hierarchy
     flags = {"data": None, "split": "validation", "max_eval_samples": max_eval}
     examples, _ = load_eval_examples(flags, predictor.config, predictor.label_names, None, hierarchy)

@@ -36,7 +36,7 @@ def main():
     args = p.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")  # the evaluation passes' progress bars
 
-    from engine.loop import collect_probabilities
+    from engine.predictions import collect_probabilities
     from speed import COMPARED, VARIANTS, FirstBatches, ours_training
 
     steps = args.rounds * args.steps * len(args.group_costs or [None])  # the most one build trains

@@ -34,15 +34,17 @@ def forward_seconds(examples, num_labels: int, args) -> float:
     """MiniLM's forward passes (evaluation, --max-length 300, truncating) over `args.forward_laws` laws."""
     import torch
 
-    from data import build_loader, tokenize
+    from data import build_loader
+    from data.tokenized import tokenize
     from engine.config import make_config
-    from engine.loop import collect_probabilities
-    from engine.state import resolve_kernels
-    from model import build_model, load_tokenizer
+    from engine.predictions import collect_probabilities
+    from engine.training.run_config import for_device
+    from model.classifier import build_model
+    from model.encoders import load_tokenizer
 
     cfg = make_config(model=args.model, long_doc="truncate", features="encoder")
     device = torch.device("cpu")
-    resolve_kernels(cfg, device)
+    cfg = for_device(cfg, device)
     tokenizer = load_tokenizer(args.model)
     subset = examples.select(range(args.forward_laws))
     loader = build_loader(tokenize(subset, tokenizer, 300, num_labels, None), 64, tokenizer.pad_token_id, False)
@@ -61,8 +63,8 @@ def main():
     args = p.parse_args()
 
     from data import load_examples
-    from engine.checkpoint_eval import format_report
-    from engine.logger import RunLogger
+    from engine.serving.evaluate import format_report
+    from engine.training.logger import RunLogger
     from engine.metrics import binarize, f1_scores, multilabel_metrics, per_label_report
     from engine.thresholds import tune_thresholds
 

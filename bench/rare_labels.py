@@ -67,12 +67,12 @@ def scores(probs, targets, thresholds, names) -> dict:
 def run_variant(data: str, common: list[str], variant: str, out: str) -> dict:
     import train
     from data import load_examples
-    from engine.inference import Predictor
+    from engine.serving.predictor import load_predictor
 
     argv = common + ["--data", data] + shlex.split(variant) + ["--output-dir", out, "--overwrite"]
     with contextlib.redirect_stderr(io.StringIO()):
         summary = train.main(argv)
-    predictor = Predictor(os.path.join(out, "best.pt"))
+    predictor = load_predictor(os.path.join(out, "best.pt"))
     splits, _ = load_examples(data, label_names=predictor.label_names, log=lambda *a: None)
     probs, targets, _ = predictor.probabilities(splits["validation"])
     names = predictor.label_names

@@ -68,12 +68,12 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     from data import load_examples
-    from engine.inference import Predictor
+    from engine.serving.predictor import load_predictor
 
     print(f"{'checkpoint / thresholds':60s} {'micro':>6s} {'macro':>6s} {'rare':>6s}")
     totals = {name: [] for name in FALLBACKS}
     for ckpt in args.ckpt:
-        predictor = Predictor(ckpt)
+        predictor = load_predictor(ckpt)
         splits, _ = load_examples(args.data, label_names=predictor.label_names, log=lambda *a: None)
         probs, targets, _ = predictor.probabilities(splits["validation"])
         print(ckpt, flush=True)

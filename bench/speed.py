@@ -113,8 +113,8 @@ def run_trainer(args, variant) -> dict:
                               TrainingArguments, default_data_collator)
     from transformers.utils import logging
 
-    from engine.amp import cpu_bf16_is_fast
-    from model import load_tokenizer, resolve_model
+    from model.cpu_fast import cpu_bf16_is_fast
+    from model.encoders import load_tokenizer, resolve_model
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
@@ -196,11 +196,15 @@ def ours_training(args, variant: str):
     lengths of every window trained so far."""
     import torch
 
-    from engine.config import TRAIN_FIELDS, make_config, parse_flags, quiet
-    from engine.loop import train_one_epoch
+    from engine.config import make_config, parse_flags, quiet
+    from engine.settings import TRAIN_FIELDS
+    from engine.training.loop import train_one_epoch
     from engine.losses import training_loss
-    from engine.state import build_train_state, resolve_kernels
-    from engine.trainer import build_data
+    from engine.training.run_config import resolved_for_machine
+    from engine.training.run_data import build_data, read_run_examples
+    from engine.training.state import build_train_state
+    from model import cpu_fast
+    from model.encoders import load_encoder_config, load_tokenizer
 
     # the encoder's loop, as the Trainer runs it (bench/fused_cost.py measures what the fused head adds)
     cfg = make_config(**{"features": "encoder", **parse_flags(TRAIN_FIELDS, args.ours_flags), "model": args.model,
@@ -211,8 +215,11 @@ def ours_training(args, variant: str):
                          "label_column": args.label_column, "long_doc": "truncate" if variant == "c" else "chunk",
                          "cache_dir": ""})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolve_kernels(cfg, device)
-    data = build_data(cfg, None, device, log=quiet)
+    examples, tokenizer = read_run_examples(cfg, None, quiet), load_tokenizer(cfg["model"])
+    cfg = resolved_for_machine(cfg, device, 1, tokenizer, load_encoder_config(cfg["model"]), len(examples.label_names))
+    if cpu_fast.enabled(cfg):
+        cpu_fast.keep_freed_memory(device)
+    data = build_data(cfg, examples, tokenizer, device, log=quiet)
     if variant in "ef":
         data.train_loader.collate_fn.part_tokens = None
     if variant == "e":
@@ -244,7 +251,7 @@ def run_ours(args, variant: str) -> dict:
     """(c), (d), (e) or (f), timed."""
     import numpy as np
 
-    from engine.loop import collect_probabilities
+    from engine.predictions import collect_probabilities
 
     cfg, data, state, run_steps, timed = ours_training(args, variant)
     model, amp_dtype, device = state.model, state.amp_dtype, next(state.model.parameters()).device

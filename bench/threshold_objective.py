@@ -50,9 +50,9 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     from data import load_examples
-    from engine.inference import Predictor
+    from engine.serving.predictor import load_predictor
 
-    predictor = Predictor(args.ckpt)
+    predictor = load_predictor(args.ckpt)
     splits, _ = load_examples(args.data, label_column=args.label_column, label_names=predictor.label_names,
                               max_eval_samples=args.max_eval_samples, log=lambda *a: None)
     validation = splits["validation"].select(range(args.skip, len(splits["validation"])))

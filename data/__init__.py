@@ -3,10 +3,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from data.batching import Collator, LengthGroupedBatchSampler, LongDoc, TokenizedExamples, tokenize
+from data.batching import Collator, LengthGroupedBatchSampler
+from data.tokenized import LongDoc, TokenizedExamples, tokenize
 from data.errors import DataError
 from data.label_stats import label_table, summary_lines
-from data.labels import EUROVOC_LEVEL_1, Examples, encode_tables, read_texts
+from data.examples import Examples
+from data.labels import EUROVOC_LEVEL_1, encode_tables, read_texts
 from data.reading import read_splits
 
 __all__ = ["DataError", "EUROVOC_LEVEL_1", "Examples", "LongDoc", "TokenizedExamples", "build_loader", "load_examples",

@@ -4,13 +4,12 @@ Labels come in one of two forms, the same in every split: one list column (label
 that a `ClassLabel` feature names) or one 0/1 column per label.
 """
 import difflib
-import hashlib
 import json
 import math
 import unicodedata
-from dataclasses import dataclass
 
 from data.errors import DataError
+from data.examples import Examples
 from data.reading import Table
 
 TEXT_COLUMNS = ("text", "sentence", "tweet", "content", "document", "body")
@@ -28,43 +27,6 @@ EUROVOC_LEVEL_1 = {
     "100159": "energy", "100144": "EUROPEAN UNION", "100151": "science", "100157": "agri-foodstuffs",
     "100161": "geography", "100146": "economics", "100155": "environment",
 }
-
-
-@dataclass
-class Examples:
-    ids: list[str]
-    texts: list[str]
-    labels: list[list[int]]
-
-    def __len__(self):
-        return len(self.texts)
-
-    @classmethod
-    def unlabelled(cls, texts: list[str], ids: list[str] | None = None) -> "Examples":
-        return cls(ids or [str(i) for i in range(len(texts))], texts, [[] for _ in texts])
-
-    def select(self, indices) -> "Examples":
-        return Examples([self.ids[i] for i in indices], [self.texts[i] for i in indices],
-                        [self.labels[i] for i in indices])
-
-    def joined(self, other: "Examples") -> "Examples":
-        return Examples(self.ids + other.ids, self.texts + other.texts, self.labels + other.labels)
-
-    def fingerprint(self) -> str:
-        """A hash of the texts and their labels, in order: a checkpoint keeps it, so that a resume or an evaluation
-        of "the validation split" can tell when the data read now is not what the run read."""
-        digest = hash_texts(hashlib.sha256(), self.texts)
-        digest.update(repr([sorted(labels) for labels in self.labels]).encode())
-        return digest.hexdigest()[:32]
-
-
-def hash_texts(digest, texts):
-    """`digest` updated with each text, its length first: no two lists of texts give one stream of bytes."""
-    for text in texts:
-        encoded = text.encode("utf-8", "surrogatepass")
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
-    return digest
 
 
 def encode_tables(tables: dict[str, Table], text_column=None, label_column=None, label_names=None,

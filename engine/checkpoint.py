@@ -1,80 +1,20 @@
-"""Checkpoints: plain Python values and tensors only, written atomically, read without running code."""
-import json
-import math
+"""Checkpoints: plain Python values and tensors only, written atomically, read without running code, upgraded from
+any earlier format once as they are read (engine/formats.py) and checked before any of them is used."""
 import os
 import pickle
 import shutil
-import tempfile
 
 import torch
 
 from data.errors import InputError
 from data.hierarchy import hierarchy_problem
-from engine.config import ConfigError, config_problem, to_stderr, upgrade
-from engine.metrics import current_name
+from engine.config import ConfigError, config_problem, to_stderr
+from engine.files import atomic_write, fsync_folder
+from engine.formats import ADDED_KEYS, upgrade_checkpoint
 
 
 class CheckpointError(InputError):
     """A checkpoint that is missing, unreadable or unsafe: the message is one line that names the file."""
-
-
-TMP_SUFFIX = ".tmp"
-
-
-def file_mode() -> int:
-    """The mode a plain `open()` would give a new file under the current umask (mkstemp's is always 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write(path: str, write) -> None:
-    """`write(file)` fills a temporary file beside `path`, which is flushed, fsynced and renamed over `path`:
-    a crash leaves either the old file or the new one, never half of one. The file gets the mode the umask
-    gives any new file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=TMP_SUFFIX)
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    fsync_folder(folder)
-
-
-def strict_json(value):
-    """`value` with every NaN or infinity as null: JSON has no such numbers, and strict readers refuse them (a
-    metric without positives, ROC-AUC of a label that never occurs, is undefined, not a number)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: strict_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(item) for item in value]
-    return value
-
-
-def json_text(value, indent: int | None = None) -> str:
-    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
-
-
-def write_json(path: str, value) -> None:
-    atomic_write(path, lambda f: f.write((json_text(value, indent=2) + "\n").encode()))
-
-
-def fsync_folder(folder):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class RecordedWrites:
@@ -128,7 +68,7 @@ def link_checkpoint(source: str, path: str) -> None:
 
 
 def load_checkpoint(path: str, map_location="cpu", log=to_stderr) -> dict:
-    """A checkpoint of this project, its config upgraded to today's (`engine.config.upgrade`; `log` says what was
+    """A checkpoint of this project as today's format (`engine.formats.upgrade_checkpoint`; `log` says what was
     filled in), or one line that says why it cannot be used, before any of it is used."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint")
@@ -147,19 +87,14 @@ def load_checkpoint(path: str, map_location="cpu", log=to_stderr) -> dict:
     if not isinstance(state, dict) or "model" not in state or not isinstance(state.get("config"), dict):
         raise CheckpointError(f"{path}: not a checkpoint of this project (no model weights or config)")
     try:
-        state["config"], filled = upgrade(state["config"])
+        state, filled = upgrade_checkpoint(state)
     except ConfigError as e:
         raise CheckpointError(f"{path}: not a usable checkpoint of this project: {e}") from None
     problem = config_problem(state["config"]) or checkpoint_problem(state)
     if problem:
         raise CheckpointError(f"{path}: not a usable checkpoint of this project: {problem}")
-    for key in ("thresholds", "pos_weight", "label_prior", "data_fingerprints", "tfidf",
-                "hierarchy"):  # absent from older ones
-        state.setdefault(key, None)
     if filled:
         log(f"{path}: saved by an older version; read with " + ", ".join(f"{k}={v!r}" for k, v in filled.items()))
-    if isinstance(state.get("metrics"), dict):
-        state["metrics"] = {current_name(key): value for key, value in state["metrics"].items()}
     return state
 
 
@@ -169,6 +104,9 @@ NUMBER = (int, float)
 def checkpoint_problem(state: dict) -> str | None:
     """What beyond its config makes a loaded checkpoint unusable (a program other than this one wrote or edited
     it), or None."""
+    missing = next((key for key in ADDED_KEYS if key not in state), None)
+    if missing:
+        return f"it has no {missing!r} (None where the run had none)"
     names = state.get("label_names")
     problem = labels_problem(names, state.get("thresholds"))
     if problem:
@@ -187,20 +125,32 @@ def checkpoint_problem(state: dict) -> str | None:
     for name, tensor in (("pos_weight", pos_weight), ("label_prior", prior)):
         if tensor is not None and not (isinstance(tensor, torch.Tensor) and tensor.shape == (len(names),)):
             return f"its {name} does not match its {len(names)} labels"
-    problem = tfidf_problem(state.get("tfidf"), state["config"]["features"],
-                            state["model"].get("fused.tfidf_weight"), len(names)) or hierarchy_problem(
-        state.get("hierarchy"), names)
+    problem = served_problem(state)
     if problem:
         return problem
     non_finite = next((key for key, value in state["model"].items()
                        if value.is_floating_point() and not all_finite(value)), None)
     if non_finite:
         return f"its weights hold NaN or infinite values ({non_finite})"
-    from model import position_limit
+    from model.encoders import position_limit
 
-    limit = position_limit(encoder)
-    if limit is not None and state["config"]["max_length"] > limit:
-        return f"its max_length {state['config']['max_length']} is beyond the encoder's {limit} positions"
+    return window_problem(state["config"], position_limit(encoder))
+
+
+def served_problem(state: dict, positions: int | None = None) -> str | None:
+    """What is wrong with what a checkpoint or an export serves by, or None: its config, label names and tuned
+    thresholds, TF-IDF vocabulary (against the fused head's weights, where `state` has them), hierarchy, and
+    (given the encoder's `positions`) its max_length."""
+    config, names = state["config"], state["label_names"]
+    weight = state["model"].get("fused.tfidf_weight") if isinstance(state.get("model"), dict) else None
+    return (config_problem(config) or labels_problem(names, state.get("thresholds"))
+            or tfidf_problem(state.get("tfidf"), config["features"], weight, len(names))
+            or hierarchy_problem(state.get("hierarchy"), names) or window_problem(config, positions))
+
+
+def window_problem(config: dict, positions: int | None) -> str | None:
+    if positions is not None and config["max_length"] > positions:
+        return f"its max_length {config['max_length']} is beyond the encoder's {positions} positions"
     return None
 
 

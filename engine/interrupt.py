@@ -1,14 +1,16 @@
 """Ctrl-C and SIGTERM during training: stop at the next optimizer step, save a resumable last.pt, end with
 one line and the shell's exit status for the signal (130, 143)."""
 import signal
+from contextlib import contextmanager
 
 import torch.distributed as dist
 
 from engine.distributed import sum_over_ranks
 from engine.errors import NAMES, Interrupted
 
+
 class StopSignals:
-    """While installed, SIGINT and SIGTERM are noted rather than acted on at once inside `deferring()` (the
+    """While installed, SIGINT and SIGTERM are noted rather than acted on at once inside `deferred()` (the
     training batches: the loop checks `requested()` after each optimizer step, where the state is whole and
     can be saved); anywhere else, or at a second signal, they raise `Interrupted` at once."""
 
@@ -35,6 +37,15 @@ class StopSignals:
         self.received = signum
         if again or not self.deferring:
             raise Interrupted(signum, forced=self.deferring)
+
+    @contextmanager
+    def deferred(self):
+        """A signal in here is noted, and acted on once the block has run (a second one at once, `forced`)."""
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
 
     def requested(self, collective: bool = False) -> int | None:
         """The signal received, if any. With `collective`, under DDP every rank learns whether any rank got

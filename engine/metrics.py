@@ -1,7 +1,7 @@
 """Every multi-label metric in one place, computed once per evaluation, each named in one style: lower case,
 words joined by `_` (`micro_f1`, `precision_at_5`, `r_precision_at_5`, `ndcg_at_5`, `mean_r_precision`), so each also reads as a
-flag value, a JSON key and a TensorBoard tag. Papers write P@5, nDCG@5 and mRP; those names, which older runs
-logged, are still read (`current_name`).
+flag value, a JSON key and a TensorBoard tag. Papers write P@5, nDCG@5 and mRP; older runs logged those
+names, which engine/formats.py reads as today's.
 
 Ranking metrics (precision and nDCG at k, mean R-Precision, LRAP) are averaged over the documents that have at least one gold label;
 ROC-AUC macro over the labels that have both positives and negatives in the split. Labels with no positive
@@ -12,17 +12,6 @@ import numpy as np
 from sklearn import metrics as skm
 
 TOP_K = (1, 3, 5)
-# Names older checkpoints, metrics.jsonl files and --select-metric values used.
-FORMER_NAMES = {**{f"P@{k}": f"precision_at_{k}" for k in TOP_K}, **{f"nDCG@{k}": f"ndcg_at_{k}" for k in TOP_K},
-                "mRP": "mean_r_precision"}
-
-
-def current_name(key: str) -> str:
-    """A metric's name, or a logged key that ends in one (`val_P@5`), as this version names it."""
-    for old, new in FORMER_NAMES.items():
-        if key == old or key.endswith("_" + old):
-            return key[:len(key) - len(old)] + new
-    return key
 
 
 def binarize(probs: np.ndarray, thresholds, hierarchy=None) -> np.ndarray:

@@ -8,7 +8,7 @@ class FusedHead(nn.Module):
     """logits = tfidf . W_tfidf + (e / |e|) . W_embedding + bias, for a document's sparse TF-IDF vector (given as
     `tfidf_ids`, `tfidf_values`: a row of term indices and values per document, padded with value 0) and its
     pooled embedding e (a chunked document's windows' embedding parts are pooled as their logits are). The weights are buffers, not parameters: they are fitted to convergence over the training
-    documents' features (engine/head_fit.py), never by AdamW, so they add no optimizer state and no gradient.
+    documents' features (engine/training/head_fit.py), never by AdamW, so they add no optimizer state and no gradient.
     `active` (a buffer, and `ready` its Python bool) says whether this head predicts: it has been fitted, and (with
     --features auto) it scored better on validation than the encoder's own head."""
 
@@ -43,7 +43,7 @@ class FusedHead(nn.Module):
 
     @torch.no_grad()
     def set_weights(self, embedding_weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """The fitted embedding weights and biases; the fit writes `tfidf_weight` in place (engine/head_fit.py)."""
+        """The fitted embedding weights and biases; the fit writes `tfidf_weight` in place (engine/training/head_fit.py)."""
         self.embedding_weight.copy_(embedding_weight)
         self.bias.copy_(bias)
         self.activate(True)

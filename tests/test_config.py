@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import (EVALUATE_FIELDS, FIELDS, PREDICT_FIELDS, RESUME_RULES, TRAIN_FIELDS, ConfigError,
-                           make_config, parse_flags, upgrade, with_defaults)
-from engine.run_config import resolve_run
+from engine.config import ConfigError, make_config, parse_flags, with_defaults
+from engine.formats import config_1_to_2
+from engine.settings import EVALUATE_FIELDS, FIELDS, PREDICT_FIELDS, RESUME_RULES, TRAIN_FIELDS
+from engine.training.run_config import resolve_run
 
 
 def test_every_setting_has_a_resume_rule_and_every_flag_is_a_setting():
@@ -27,7 +28,7 @@ def test_every_setting_has_a_resume_rule_and_every_flag_is_a_setting():
 
 
 def test_a_notebook_config_has_the_command_lines_defaults(tiny_bert):
-    from model import build_model
+    from model.classifier import build_model
 
     assert make_config() == with_defaults(TRAIN_FIELDS, parse_flags(TRAIN_FIELDS, []))
     config = make_config(model=tiny_bert)
@@ -42,7 +43,12 @@ def test_a_notebook_config_has_the_command_lines_defaults(tiny_bert):
         make_config(epochs=2.5)
 
 
-def test_upgrade_fills_in_what_older_configs_lack_and_says_so(trained_run):
+def upgrade(config: dict) -> tuple[dict, dict]:
+    filled = {}
+    return config_1_to_2(config, filled), filled
+
+
+def test_a_format_1_config_gets_what_it_lacks_and_says_so(trained_run):
     saved = torch.load(trained_run[0] / "last.pt", weights_only=True)["config"]
     today, filled = upgrade(saved)
     assert today == saved and filled == {}
@@ -55,14 +61,14 @@ def test_upgrade_fills_in_what_older_configs_lack_and_says_so(trained_run):
     assert set(today) == set(FIELDS) and "freeze_word_embeddings" not in today
     with pytest.raises(ConfigError, match="its config has no 'model'"):
         upgrade({k: v for k, v in saved.items() if k != "model"})
-    switched = {k: v for k, v in saved.items() if k != "compiled"}  # --compile was a switch until 2026-12-02
+    switched = {k: v for k, v in saved.items() if k != "compiled"}  # --compile was a switch in format 1
     for was, mode, now, compiled in ((True, "reduce-overhead", "on", "reduce-overhead"), (False, "default", "off", "off")):
         today, filled = upgrade({**switched, "compile": was, "compile_mode": mode})
         assert (today["compile"], today["compiled"]) == (now, compiled) and filled == {"compile": now, "compiled": compiled}
 
 
 def test_compile_auto_compiles_on_a_gpu_only_and_not_chunked_windows():
-    from engine.state import compile_plan
+    from engine.compiling import compile_plan
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     config = make_config()
@@ -76,7 +82,7 @@ def test_compile_auto_compiles_on_a_gpu_only_and_not_chunked_windows():
 
 def test_compiled_batches_pad_to_buckets_of_16_tokens_up_to_the_window():
     from data import build_loader
-    from data.batching import TokenizedExamples
+    from data.tokenized import TokenizedExamples
 
     lengths = [3, 70, 130, 300]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -91,7 +97,7 @@ def test_an_older_checkpoint_is_read_with_what_it_ran_and_the_reader_is_told(tra
     from engine.checkpoint import load_checkpoint, save_checkpoint
 
     state = torch.load(trained_run[0] / "last.pt", weights_only=True)
-    del state["config"]["chunk_pool"], state["config"]["loss"]
+    del state["format"], state["config"]["chunk_pool"], state["config"]["loss"]  # as format 1 wrote it
     save_checkpoint(str(tmp_path / "old.pt"), state)
     loaded = load_checkpoint(str(tmp_path / "old.pt"))
     assert (loaded["config"]["chunk_pool"], loaded["config"]["loss"]) == ("max", "bce")

@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import BertModel
 
-from model import MultiLabelClassifier, encoder_from_config
+from model.classifier import MultiLabelClassifier
+from model.encoders import encoder_from_config
 from model.cpu_fast import PLAIN_OR_SDPA, SHORT, Dropout, cheap_dropout, plain_or_sdpa, register_plain_or_sdpa
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,7 +129,7 @@ def test_under_autocast_the_pooling_and_the_head_stay_fp32():
 FAULT_PROBE = """
 import ctypes, resource, sys, torch
 from model.cpu_fast import M_MMAP_THRESHOLD, keep_freed_memory
-from model import encoder_from_config
+from model.encoders import encoder_from_config
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 else:  # glibc as it starts: blocks over 128 KB mapped afresh (its adaptive threshold, left alone, drifts from

@@ -8,7 +8,9 @@ import pytest
 
 import train
 from conftest import LABELS, synthetic_rows
-from data import EUROVOC_LEVEL_1, DataError, load_examples
+from data import load_examples
+from data.errors import DataError
+from data.labels import EUROVOC_LEVEL_1
 
 ROWS = synthetic_rows(40, seed=7)
 NOTEBOOK_ORDER = ["social questions", "industry", "finance", "trade", "business and competition",

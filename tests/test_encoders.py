@@ -83,7 +83,7 @@ def test_mpnet_on_our_attention_computes_what_its_eager_attention_computes(kerne
     from transformers import AutoConfig
 
     from engine.config import make_config
-    from model import attention_impl, build_model
+    from model.classifier import attention_impl, build_model
 
     output_diff, grad_diff, bias_grad = mpnet_against_eager(kernel)
     assert output_diff < 1e-5 and grad_diff < 1e-4 and bias_grad > 1e-3
@@ -96,7 +96,7 @@ def test_mpnet_on_our_attention_computes_what_its_eager_attention_computes(kerne
 def test_a_model_stored_in_half_precision_loads_fp32_weights_to_train(tmp_path):
     from transformers import AutoModel
 
-    from model import load_encoder
+    from model.encoders import load_encoder
 
     folder = tiny_encoder(tmp_path / "bert", "bert", SMALL)
     AutoModel.from_pretrained(folder).half().save_pretrained(folder)  # as many hub folders are stored

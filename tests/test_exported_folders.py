@@ -49,7 +49,7 @@ def test_export_never_deletes_the_checkpoint_it_exports_nor_another_tools_files(
 
 
 def test_a_folder_that_appears_at_out_while_exporting_is_left_as_it_is(trained_run, tmp_path, capsys, monkeypatch):
-    import engine.checkpoint_export as checkpoint_export
+    import engine.serving.export as checkpoint_export
 
     out = tmp_path / "out"
     real = checkpoint_export.export_model

@@ -15,8 +15,9 @@ import train
 from conftest import epochs_of, expect_error, tiny_train_args
 from data.hierarchy import read_hierarchy
 from engine.checkpoint import load_checkpoint
-from engine.trainer import train_from_flags
-from engine.config import TRAIN_FIELDS, parse_flags
+from engine.training.trainer import train_from_flags
+from engine.config import parse_flags
+from engine.settings import TRAIN_FIELDS
 
 # the synthetic task's five labels are the finest level; "fig" has no example; "orchard" and "hedge" are the roots
 PARENTS = {"apple": "pome", "banana": "soft", "cherry": "stone", "date": "stone", "elder": "soft", "fig": "soft",

@@ -17,7 +17,9 @@ import evaluate
 import predict
 import train
 from conftest import LABELS, ROOT, epochs_of, expect_error, fingerprint, synthetic_rows, tiny_train_args, write_flag_tsv
-from data import Examples, load_examples, tokenize
+from data import load_examples
+from data.examples import Examples
+from data.tokenized import tokenize
 from engine.metrics import multilabel_metrics
 
 

@@ -8,11 +8,14 @@ import torch
 import evaluate
 import train
 from conftest import FILLER, KEYWORDS, LABELS, epochs_of, tiny_train_args, write_flag_tsv
-from data import Examples, LongDoc, build_loader, tokenize
+from data import build_loader
+from data.examples import Examples
+from data.tokenized import LongDoc, tokenize
 from data.batching import Collator, document_parts, window_groups
-from engine.loop import accumulate_gradients, document_logits
-from engine.inference import Predictor
-from model import load_tokenizer
+from engine.predictions import document_logits
+from engine.training.loop import accumulate_gradients
+from engine.serving.predictor import load_predictor
+from model.encoders import load_tokenizer
 
 WINDOW = 16  # tokens per window: [CLS] + 14 words + [SEP] with the tiny BERT's word-level vocabulary
 
@@ -83,7 +86,7 @@ def test_windows_cover_the_document_with_the_stride_and_stop_at_max_chunks(tiny_
 def test_chunked_probabilities_do_not_depend_on_the_batch(chunked_run, late_evidence):
     out, _ = chunked_run
     examples = Examples.unlabelled([text for text, _ in late_evidence_rows(30, seed=5)])
-    probs = [Predictor(str(out / "best.pt"), batch_size=size).probabilities(examples)[0] for size in (1, 4, 64)]
+    probs = [load_predictor(str(out / "best.pt"), batch_size=size).probabilities(examples)[0] for size in (1, 4, 64)]
     assert probs[0].shape == (30, len(LABELS))
     for other in probs[1:]:
         np.testing.assert_allclose(other, probs[0], atol=1e-6)
@@ -91,7 +94,7 @@ def test_chunked_probabilities_do_not_depend_on_the_batch(chunked_run, late_evid
 
 def test_windows_in_groups_of_similar_length_give_the_probabilities_of_one_padded_batch(chunked_run):
     out, _ = chunked_run
-    predictor = Predictor(str(out / "best.pt"))
+    predictor = load_predictor(str(out / "best.pt"))
     texts = [" ".join(FILLER[:n]) for n in (3, 25, 40, 12, 7, 33, 18, 2)]  # 1 to 3 windows, last ones short
     examples = tokenize(Examples.unlabelled(texts), predictor.tokenizer, WINDOW, len(LABELS),
                         long_doc=LongDoc("chunk", stride=4))
@@ -105,7 +108,7 @@ def test_windows_in_groups_of_similar_length_give_the_probabilities_of_one_padde
 
 def test_a_batch_cut_into_parts_gives_the_gradient_and_loss_of_the_whole_batch(chunked_run):
     out, _ = chunked_run
-    predictor = Predictor(str(out / "best.pt"))
+    predictor = load_predictor(str(out / "best.pt"))
     model = predictor.model.eval()  # no dropout: the same function either way
     texts = [" ".join(FILLER[:n]) for n in (40, 33, 25, 18, 12, 7, 3, 2)]
     examples = tokenize(Examples([str(i) for i in range(8)], texts, [[i % 5] for i in range(8)]), predictor.tokenizer,
@@ -179,7 +182,7 @@ def test_a_batch_holds_whole_documents_and_pools_their_windows(tiny_bert):
             assert start == len(lengths)
             seen += part["index"].tolist()
     assert sorted(seen) == [0, 1, 2, 3] and cut == 1
-    from model import pool_windows
+    from model.classifier import pool_windows
 
     logits = torch.tensor([[1.0, -2.0], [3.0, 0.0], [-1.0, 5.0]])
     window_doc = torch.tensor([0, 0, 1])

@@ -133,7 +133,7 @@ def test_thousands_of_labels_give_a_bounded_report_and_thresholds_in_one_pass():
     """With labels by the thousand the console report stays a screen, metrics.jsonl a line, and tuning fast."""
     import time
 
-    from engine.checkpoint_eval import REPORT_ROWS, format_report
+    from engine.serving.evaluate import REPORT_ROWS, format_report
 
     rng = np.random.default_rng(0)
     n, labels = 400, 1200

@@ -131,7 +131,7 @@ def test_a_resumed_run_takes_a_new_weight_decay_for_its_weight_matrices(tiny_ber
 def test_a_checkpoint_saved_at_weight_decay_0_by_the_older_grouping_resumes_at_0(tiny_bert, synthetic_folder,
                                                                                  tmp_path, capsys, monkeypatch):
     """Before 2026-12-04 the groups were keyed by the decay's value: at 0, matrices and the rest shared a group."""
-    import engine.state
+    import engine.training.state
     from conftest import expect_error
 
     def older_build_optimizer(model, lr, head_lr_mult, weight_decay):
@@ -148,7 +148,7 @@ def test_a_checkpoint_saved_at_weight_decay_0_by_the_older_grouping_resumes_at_0
     folder = tmp_path / "run"
     flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--weight-decay", "0", "--features", "encoder")
     with monkeypatch.context() as patched:
-        patched.setattr(engine.state, "build_optimizer", older_build_optimizer)
+        patched.setattr(engine.training.state, "build_optimizer", older_build_optimizer)
         train.main([*flags, "--epochs", "1"])
     assert len(torch.load(folder / "last.pt", weights_only=True)["optimizer"]["param_groups"]) == 2
     expect_error(train.main, [*flags, "--epochs", "2", "--resume", "auto", "--weight-decay", "0.01"], capsys,

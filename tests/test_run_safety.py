@@ -93,7 +93,7 @@ def test_select_metric_that_the_labels_cannot_give_is_refused_before_training(ti
 
 
 def test_a_second_train_py_on_a_busy_folder_gets_one_line(tiny_bert, synthetic_folder, tmp_path):
-    from engine.run_folder import RunFolder
+    from engine.training.run_folder import RunFolder
 
     folder = tmp_path / "busy"
     holder = RunFolder(str(folder))  # this process holds the folder as a running train.py does
@@ -188,16 +188,16 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny_bert, synthetic_
 
 
 def interrupt_in(monkeypatch, name):
-    """engine.trainer.<name> first sends this process a SIGINT (as Ctrl-C would, at that point of the run)."""
-    import engine.trainer
+    """engine.training.trainer.<name> first sends this process a SIGINT (as Ctrl-C would, at that point of the run)."""
+    import engine.training.trainer
 
-    real = getattr(engine.trainer, name)
+    real = getattr(engine.training.trainer, name)
 
     def interrupted(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine.trainer, name, interrupted)
+    monkeypatch.setattr(engine.training.trainer, name, interrupted)
 
 
 def test_a_signal_before_the_first_checkpoint_leaves_a_folder_that_runs_again(tiny_bert, synthetic_folder, tmp_path,
@@ -283,7 +283,7 @@ def test_ctrl_c_during_validation_saves_the_trained_epoch(tiny_bert, synthetic_f
 def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_start(base_run, capsys):
     """SIGKILL leaves no chance to clean up: the old run sits in .replaced-run beside the new run's first files.
     The next train.py in that folder puts it back before anything else."""
-    from engine.run_folder import REPLACED, RunFolder
+    from engine.training.run_folder import REPLACED, RunFolder
 
     base, flags = base_run
     before = fingerprint(base)
@@ -300,7 +300,7 @@ def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_s
 
 def test_a_kill_while_the_old_run_is_moved_aside_or_back_loses_nothing(base_run):
     """Every point where a kill could cut the moves short: the next start finishes or undoes them."""
-    from engine.run_folder import MOVED, REPLACED, RunFolder
+    from engine.training.run_folder import MOVED, REPLACED, RunFolder
 
     base, _ = base_run
     before = fingerprint(base)

@@ -93,7 +93,7 @@ def test_frozen_embeddings_stay_as_pretrained_and_the_rest_trains(tiny_bert, syn
 
 def test_attention_dropout_reaches_the_encoder_and_its_checkpoint(tiny_bert, synthetic_folder, tmp_path):
     from conftest import tiny_train_args
-    from model import build_from_checkpoint
+    from model.classifier import build_from_checkpoint
 
     train.main(tiny_train_args(tiny_bert, synthetic_folder, tmp_path / "run", "--epochs", "1",
                                "--attention-dropout", "0"))
@@ -108,11 +108,12 @@ def test_attention_dropout_reaches_the_encoder_and_its_checkpoint(tiny_bert, syn
 def test_a_run_saved_with_the_older_freeze_flag_resumes_with_the_same_choice(trained_run, tmp_path,
                                                                              trained_embeddings):
     from engine.checkpoint import save_checkpoint
-    from engine.config import TRAIN_FIELDS, parse_flags
-    from engine.run_config import resolve_run
+    from engine.config import parse_flags
+    from engine.settings import TRAIN_FIELDS
+    from engine.training.run_config import resolve_run
 
     state = torch.load(trained_run[0] / "last.pt", weights_only=True)
-    del state["config"]["freeze_embeddings"]
+    del state["format"], state["config"]["freeze_embeddings"]  # as format 1 wrote it
     state["config"]["freeze_word_embeddings"] = not trained_embeddings
     save_checkpoint(str(tmp_path / "last.pt"), state)
     config, _, _ = resolve_run(parse_flags(TRAIN_FIELDS, ["--resume", str(tmp_path / "last.pt")]))
@@ -123,10 +124,12 @@ def test_a_run_saved_before_the_rare_label_defaults_resumes_with_its_own_choices
     """Square-root positive weights and the pooled threshold of rare labels came later: a run without those
     keys in its config continues as it began (no weights, the global threshold)."""
     from engine.checkpoint import save_checkpoint
-    from engine.config import TRAIN_FIELDS, parse_flags
-    from engine.run_config import resolve_run
+    from engine.config import parse_flags
+    from engine.settings import TRAIN_FIELDS
+    from engine.training.run_config import resolve_run
 
     state = torch.load(trained_run[0] / "last.pt", weights_only=True)
+    del state["format"]  # as format 1 wrote it
     for key in ("pos_weight", "tune_fallback"):
         del state["config"][key]
     save_checkpoint(str(tmp_path / "last.pt"), state)
@@ -191,15 +194,17 @@ def test_help_and_a_misspelt_flag_answer_before_torch_is_imported_in_each_cli():
 
 def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_run, tmp_path):
     from engine.checkpoint import load_checkpoint, save_checkpoint
-    from engine.config import TRAIN_FIELDS, parse_flags
-    from engine.run_config import resolve_run
-    from engine.run_folder import RunFolder
+    from engine.config import parse_flags
+    from engine.settings import TRAIN_FIELDS
+    from engine.training.run_config import resolve_run
+    from engine.training.run_folder import read_metrics
 
     out, _, epochs = trained_run
     state = torch.load(out / "last.pt", weights_only=True)
     former = {"precision_at_1": "P@1", "ndcg_at_3": "nDCG@3", "mean_r_precision": "mRP"}
     state["metrics"] = {former.get(k, k): v for k, v in state["metrics"].items()}
     state["config"]["select_metric"] = "mRP"
+    del state["format"]  # as format 1 wrote it
     save_checkpoint(str(tmp_path / "last.pt"), state)
     with open(tmp_path / "metrics.jsonl", "w") as f:
         for record in epochs:
@@ -209,7 +214,7 @@ def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_r
     assert loaded["config"]["select_metric"] == "mean_r_precision"
     assert {"precision_at_1", "ndcg_at_3", "mean_r_precision"} <= set(loaded["metrics"])
     assert not {"P@1", "nDCG@3", "mRP"} & set(loaded["metrics"])
-    assert RunFolder(str(tmp_path)).read_metrics(len(epochs)) == epochs
+    assert read_metrics(str(tmp_path), len(epochs)) == epochs
     config, _, _ = resolve_run(parse_flags(TRAIN_FIELDS, ["--resume", str(tmp_path / "last.pt"), "--select-metric", "mRP"]))
     assert config["select_metric"] == "mean_r_precision"  # the former name on the command line is the same metric
     config, _, _ = resolve_run(parse_flags(TRAIN_FIELDS, ["--select-metric", "P@5", "--output-dir", str(tmp_path / "new")]))
@@ -219,7 +224,8 @@ def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_r
 def test_one_switch_turns_every_cpu_fast_path_off(tiny_bert, synthetic_folder, tmp_path):
     from conftest import tiny_train_args
     from engine.amp import resolve_amp
-    from model import attention_impl, build_model, cpu_fast
+    from model import cpu_fast
+    from model.classifier import attention_impl, build_model
 
     out = tmp_path / "run"
     train.main(tiny_train_args(tiny_bert, synthetic_folder, out, "--epochs", "1", "--fast-paths", "off", "--amp", "auto"))

@@ -8,7 +8,7 @@ import torch
 from data.tfidf import TfidfVocabulary
 from engine.amp import autocast
 from engine.distributed import gather_rows
-from engine.loop import collect_probabilities
+from engine.predictions import collect_probabilities
 from engine.losses import log_odds
 from engine.metrics import multilabel_metrics
 

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from engine.checkpoint import atomic_write, json_text
+from engine.files import atomic_write, json_text
 
 PR_CURVES = 20
 

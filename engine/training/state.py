@@ -6,10 +6,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from engine.amp import dtype_from_name, dtype_name, resolve_amp, trained_dtype
+from engine.amp import dtype_from_name
+from engine.compiling import compiled_module
 from engine.distributed import all_gather_objects
-from engine.optim import build_optimizer, build_scheduler, merge_decay_groups
-from model import attention_impl, build_model, cpu_fast, resolve_attention
+from engine.training.optim import build_optimizer, build_scheduler, merge_decay_groups
+from model.classifier import build_model
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
@@ -126,43 +127,13 @@ class TrainState:
         return bool(torch.stack(finite).all()) and bool(torch.isfinite(self.loss_sum))
 
 
-def compiled_module(module: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """torch.compile with dynamic shapes from the start (TrainState.compile says why), in `mode`."""
-    return torch.compile(module, dynamic=True, **({} if mode == "default" else {"mode": mode}))
-
-
-def compile_plan(cfg: dict, device: torch.device) -> str:
-    """The torch.compile mode `--compile` and `--compile-mode` resolve to on `device`, or "off". auto compiles on a
-    GPU, where an eager step leaves it waiting on the host's kernel launches and CUDA graphs (reduce-overhead)
-    trained 3.2x faster on an H100 (docs/results.md, GPU check), unless --long-doc chunk, whose batches hold a
-    varying number of windows and so would record ever more graphs; on a CPU the eager fast paths are faster."""
-    cuda = device.type == "cuda"
-    if cfg["compile"] == "off" or (cfg["compile"] == "auto" and (not cuda or cfg["long_doc"] == "chunk")):
-        return "off"
-    return ("reduce-overhead" if cuda else "default") if cfg["compile_mode"] == "auto" else cfg["compile_mode"]
-
-
-def resolve_kernels(cfg: dict, device: torch.device, trained_amp: str | None = None) -> None:
-    """Decides, for this device, what the config leaves to the run: whether and how it compiles, the autocast
-    dtype (`trained_amp`: the one a resumed run keeps) and the attention kernel asked of the encoder, recorded in
-    `cfg`; with the CPU fast paths on, freed memory is kept for reuse (model/cpu_fast.py)."""
-    cfg["compiled"] = compile_plan(cfg, device)
-    fast = cpu_fast.enabled(cfg)
-    if fast:
-        cpu_fast.keep_freed_memory(device)
-    dtype = trained_dtype(trained_amp, device) if trained_amp else resolve_amp(cfg["amp"], device, fast)
-    cfg["amp_dtype"] = dtype_name(dtype)
-    cfg["attention_impl"] = resolve_attention(cfg["attention"], device.type, fast)
-
-
 def build_train_state(cfg: dict, num_labels: int, total_steps: int, device: torch.device,
                       tfidf_size: int = 0) -> TrainState:
-    """A fresh run's state from its config, after `resolve_kernels`: the pretrained encoder with a new head, AdamW
-    in its parameter groups, the warm-up and decay schedule over `total_steps` optimizer steps, and a grad scaler
-    (active for fp16 only). cfg["attention_impl"] becomes the kernel the architecture runs (DeBERTa-v2: eager).
-    train.py and bench/speed.py build their runs through this function."""
+    """A fresh run's state from its config resolved for the machine (engine/training/run_config.py): the pretrained
+    encoder with a new head, AdamW in its parameter groups, the warm-up and decay schedule over `total_steps`
+    optimizer steps, and a grad scaler (active for fp16 only). train.py and bench/speed.py build their runs through
+    this function."""
     model = build_model(cfg, num_labels, tfidf_size=tfidf_size).to(device)
-    cfg["attention_impl"] = attention_impl(model)
     amp_dtype = dtype_from_name(cfg["amp_dtype"])
     optimizer = build_optimizer(model, cfg["lr"], cfg["head_lr_mult"], cfg["weight_decay"])
     scheduler = build_scheduler(optimizer, total_steps, cfg["warmup"])

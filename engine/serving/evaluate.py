@@ -3,11 +3,14 @@ data or on other data with its labels, the metrics printed and written beside it
 import os
 import sys
 
-from data import DataError, load_examples
+from data import load_examples
+from data.errors import DataError
 from data.reading import file_format
-from engine.checkpoint import atomic_write, json_text, write_json
-from engine.config import EVALUATE_FIELDS, check_machine, check_values
-from engine.inference import Predictor, prediction_records
+from engine.files import atomic_write, json_text, write_json
+from engine.config import check_machine, check_values
+from engine.settings import EVALUATE_FIELDS
+from engine.serving.decisions import prediction_records
+from engine.serving.predictor import load_predictor
 from engine.metrics import multilabel_metrics, per_label_report
 from engine.thresholds import choose_thresholds
 
@@ -102,7 +105,7 @@ def evaluate_checkpoint(flags: dict) -> dict:
     """evaluate.py's work: the checkpoint's model on the chosen data, the metrics printed and written."""
     check_values(EVALUATE_FIELDS, flags)
     check_machine(EVALUATE_FIELDS, flags)
-    predictor = Predictor(flags["ckpt"], flags["device"], flags["amp"], flags["batch_size"], compile=True)
+    predictor = load_predictor(flags["ckpt"], flags["device"], flags["amp"], flags["batch_size"], compile=True)
     cfg, label_names = predictor.config, predictor.label_names
     refuse_writing_over_inputs({"--output": flags["output"] or default_output(flags),
                                 "--save-predictions": flags["save_predictions"]}, [flags["ckpt"], flags["data"] or cfg["data"]])
@@ -110,7 +113,7 @@ def evaluate_checkpoint(flags: dict) -> dict:
     hierarchy = predictor.hierarchy
     examples, source = load_eval_examples(flags, cfg, label_names, predictor.state.get("data_fingerprints"), hierarchy)
     cache_dir = cfg["cache_dir"] if flags["cache_dir"] is None else flags["cache_dir"]
-    probs, targets, loss = predictor.probabilities(examples, cache_dir or None)
+    probs, targets, loss = predictor.probabilities(examples, cache_dir or None, with_loss=True)
     metrics = {"loss": loss, **multilabel_metrics(probs, targets, threshold, hierarchy)}
     per_label = per_label_report(probs, targets, threshold, label_names, hierarchy)
     print(format_report(metrics, per_label, source, len(examples), levels=hierarchy.levels if hierarchy else {}))

@@ -3,9 +3,13 @@ input, labelled by a checkpoint's model with its thresholds."""
 import json
 import sys
 
-from data import DataError, Examples, read_texts
-from engine.config import PREDICT_FIELDS, check_machine, check_values
-from engine.inference import Predictor, prediction_records
+from data.errors import DataError
+from data.examples import Examples
+from data.labels import read_texts
+from engine.config import check_machine, check_values
+from engine.settings import PREDICT_FIELDS
+from engine.serving.decisions import prediction_records
+from engine.serving.predictor import load_predictor
 from engine.thresholds import choose_thresholds
 
 
@@ -53,7 +57,7 @@ def label_texts(flags: dict) -> list[dict]:
     """predict.py's work: label the texts given, print one line (or JSON record) per text."""
     check_values(PREDICT_FIELDS, flags)
     check_machine(PREDICT_FIELDS, flags)
-    predictor = Predictor(flags["ckpt"], flags["device"], batch_size=flags["batch_size"])
+    predictor = load_predictor(flags["ckpt"], flags["device"], batch_size=flags["batch_size"])
     tuned = predictor.state["thresholds"]
     spec = flags["thresholds"] or ("tuned" if tuned else None)
     thresholds = choose_thresholds(spec, tuned, predictor.config["threshold"])

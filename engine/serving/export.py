@@ -1,13 +1,16 @@
 """export.py's work, imported once its flags have parsed: a checkpoint's model written as a Hugging Face folder or
-ONNX (model/exported.py), measured against the checkpoint, then moved into place whole."""
+ONNX (model/export_write.py), measured against the checkpoint, then moved into place whole."""
 import os
 import shutil
 import tempfile
 
 from engine.checkpoint import load_checkpoint
-from engine.config import EXPORT_FIELDS, check_machine, check_values
+from engine.config import check_machine, check_values
+from engine.settings import EXPORT_FIELDS
+from engine.errors import Interrupted
 from engine.interrupt import StopSignals
-from model.exported import MANIFEST_FILE, REMOTE_CODE_FILE, ExportError, export_model, read_manifest, require_onnx
+from model.export_format import MANIFEST_FILE, REMOTE_CODE_FILE, ExportError, read_manifest, require_onnx
+from model.export_write import export_model
 
 
 STAGING = ".export-"  # .<out's name>.export-<pid>-<random>: an export being written beside --out
@@ -60,10 +63,12 @@ def export_checkpoint(flags: dict) -> dict:
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     remove_stale_staging(parent, os.path.basename(out))
-    with StopSignals():  # SIGINT or SIGTERM: Interrupted, and the staging folder is removed on the way out
+    with StopSignals() as signals:  # SIGINT or SIGTERM: Interrupted, and the staging folder is removed on the way out
         staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}{STAGING}{os.getpid()}-", dir=parent)
         try:
             result = export_model(state, os.path.join(staging, "export"), flags["format"])
+            if signals.received:  # its Interrupted was raised where Python ignores exceptions (a __del__ under GC)
+                raise Interrupted(signals.received)
             move_into_place(os.path.join(staging, "export"), out, flags["overwrite"], flags["ckpt"], staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -1,11 +1,13 @@
 """A run's config from train.py's flags: a fresh run's (the defaults with the flags given), or a resumed run's (its
-checkpoint's, with each flag given now by its setting's resume rule: engine/config.py)."""
+checkpoint's, with each flag given now by its setting's resume rule: engine/settings.py); then, once its data and
+encoder are known, resolved for its machine in one function (`resolved_for_machine`). From there on nothing
+writes to it: it is what config.json and every checkpoint hold."""
 import os
 import time
 
 from engine.checkpoint import load_checkpoint, resume_problem
-from engine.config import (FIELDS, TRAIN_FIELDS, ConfigError, check_machine, check_values, normalized,
-                           with_defaults)
+from engine.config import ConfigError, check_machine, check_values, normalized, with_defaults
+from engine.settings import FIELDS, TRAIN_FIELDS
 
 
 def default_output_dir(config: dict) -> str:
@@ -80,3 +82,66 @@ def resume_path(config: dict) -> str:
                 if config["resume"] == "auto" and os.path.isdir(config["output_dir"]) else "")
         raise ConfigError(f"--resume {config['resume']}: no checkpoint at {path}{hint}")
     return path
+
+
+def machine_settings(cfg: dict, device, encoder_config, trained_amp: str | None = None) -> dict:
+    """What the config leaves to the machine: whether and how it compiles, the autocast dtype (`trained_amp`: the
+    one a resumed run keeps) and the attention kernel the encoder runs (bench/ scripts take these too)."""
+    from engine.amp import dtype_name, resolve_amp, trained_dtype
+    from engine.compiling import compile_plan
+    from model import cpu_fast
+    from model.encoders import attention_runs, resolve_attention
+
+    compiled = compile_plan(cfg, device)
+    fast = cpu_fast.enabled({**cfg, "compiled": compiled})
+    dtype = trained_dtype(trained_amp, device) if trained_amp else resolve_amp(cfg["amp"], device, fast)
+    return {"compiled": compiled, "amp_dtype": dtype_name(dtype),
+            "attention_impl": attention_runs(encoder_config, resolve_attention(cfg["attention"], device.type, fast))}
+
+
+def window_settings(cfg: dict, tokenizer, positions: int | None = None) -> dict:
+    """--max-length against what the encoder can take (its tokenizer's model_max_length, and its `positions`:
+    `model.encoders.position_limit`) and the special tokens it adds, and --stride against the window; an unset
+    stride becomes a number, so config.json and the checkpoint hold it."""
+    from data.tokenized import default_stride
+
+    limit = min(tokenizer.model_max_length, positions or tokenizer.model_max_length)
+    if cfg["max_length"] > limit:
+        raise ConfigError(f"--max-length {cfg['max_length']}: beyond the model's limit of {limit} tokens")
+    shortest = tokenizer.num_special_tokens_to_add() + 1
+    if cfg["max_length"] < shortest:
+        raise ConfigError(f"--max-length {cfg['max_length']}: leaves no room for text (the model adds "
+                          f"{shortest - 1} special tokens); use at least {shortest}")
+    window = cfg["max_length"] - shortest + 1
+    stride = default_stride(window) if cfg["stride"] is None else cfg["stride"]
+    if cfg["long_doc"] == "chunk" and stride >= window:
+        raise ConfigError(f"--stride {stride}: windows of --max-length {cfg['max_length']} hold "
+                          f"{window} tokens of text; the stride must be smaller")
+    return {"stride": stride}
+
+
+def resolved_for_machine(cfg: dict, device, world_size: int, tokenizer, encoder_config, num_labels: int,
+                         resume: dict | None = None, changes: dict | None = None) -> dict:
+    """The config as this run runs it: `machine_settings`, `window_settings`, the device, the processes, the
+    labels, and each resume with the settings it changed."""
+    from model.encoders import position_limit
+
+    changes = changes or {}
+    resumes = [] if not resume else [*resume["config"]["resumes"], {"step": resume["progress"]["step"], "changed": {
+        name: {"from": old, "to": new} for name, (old, new) in changes.items()}}]
+    trained_amp = resume["config"]["amp_dtype"] if resume and "amp" not in changes else None
+    return {**cfg, **machine_settings(cfg, device, encoder_config, trained_amp),
+            **window_settings(cfg, tokenizer, position_limit(encoder_config.to_dict())),
+            "device": str(device), "world_size": world_size, "num_labels": num_labels, "resumes": resumes}
+
+
+def for_device(cfg: dict, device) -> dict:
+    """A config with its `machine_settings` for `device`, and the CPU allocator kept as a run keeps it: what the
+    bench/ scripts build their models and loops from (train.py resolves with `resolved_for_machine`)."""
+    from model import cpu_fast
+    from model.encoders import load_encoder_config
+
+    cfg = {**cfg, **machine_settings(cfg, device, load_encoder_config(cfg["model"]))}
+    if cpu_fast.enabled(cfg):
+        cpu_fast.keep_freed_memory(device)
+    return cfg

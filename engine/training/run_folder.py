@@ -10,8 +10,8 @@ import os
 import shutil
 
 from data.errors import InputError
-from engine.checkpoint import TMP_SUFFIX, file_mode, fsync_folder
-from engine.metrics import current_name
+from engine.files import TMP_SUFFIX, file_mode, fsync_folder
+from engine.formats import upgrade_metrics_record
 
 try:
     import fcntl
@@ -196,21 +196,22 @@ class RunFolder:
             if is_run_file(name.split(os.sep)[0]) and os.path.lexists(self.file(name)):
                 _remove(self.file(name))
 
-    def read_metrics(self, up_to_epoch: int) -> list[dict]:
-        """The epoch records of metrics.jsonl up to `up_to_epoch` (those past it are from a run killed after
-        logging an epoch it did not save). A line that does not parse (a crash while appending, with older
-        code) is dropped: the logger rewrites the file whole (see `RunLogger.epoch`). Metrics logged under their
-        former names (`val_P@5`) come back under today's, so the file keeps one style when it is rewritten."""
-        path = self.file("metrics.jsonl")
-        if not os.path.exists(path):
-            return []
-        records = []
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and record.get("epoch", up_to_epoch + 1) <= up_to_epoch:
-                    records.append({current_name(key): value for key, value in record.items()})
-        return records
+
+def read_metrics(folder: str, up_to_epoch: int) -> list[dict]:
+    """The epoch records of metrics.jsonl up to `up_to_epoch` (those past it are from a run killed after
+    logging an epoch it did not save). A line that does not parse (a crash while appending, with older
+    code) is dropped: the logger rewrites the file whole (see `RunLogger.epoch`). Metrics logged under their
+    former names (`val_P@5`) come back under today's (engine/formats.py), so the file keeps one style when it is rewritten."""
+    path = os.path.join(folder, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("epoch", up_to_epoch + 1) <= up_to_epoch:
+                records.append(upgrade_metrics_record(record))
+    return records

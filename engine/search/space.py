@@ -1,9 +1,9 @@
 """search.py's flags and its search space: each `--space name=...` is checked against train.py's setting of that
-name (engine/config.py: its kind, choices and check) before any trial runs. Nothing here imports torch or Optuna."""
+name (engine/settings.py: its kind, choices and check) before any trial runs. Nothing here imports torch or Optuna."""
 from dataclasses import dataclass
 
-from engine.config import (FIELDS, TRAIN_FIELDS, ConfigError, Field, check_values,
-                           value_problem, with_defaults)
+from engine.config import ConfigError, check_values, value_problem, with_defaults
+from engine.settings import FIELDS, TRAIN_FIELDS, Field
 
 SEARCH = "search"
 # set by the study for each trial (train_on_validation: by --retrain alone; a trial must be scored on held-out laws)
