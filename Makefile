@@ -1,6 +1,6 @@
 # Two commands on a fresh Linux machine without a GPU, each doing its own set-up in a virtual environment (.venv):
 #   make train    install, then run the main job (other flags: make train ARGS="--model minilm --data DIR")
-#   make test     install with the test tools, then run the tests
+#   make test     install with the test tools, then run the tests (make test-fast: the fast tier)
 # pip's default index serves torch's CUDA build (several GB); on a machine without a GPU the CPU build is enough:
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON ?= python3
@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: install install-test train test clean
+.PHONY: install install-test train test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ train: install
 # The venv's bin comes first on PATH: the GPU-check script the tests run calls `python`.
 test: install-test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fast tier for everyday work: every test but those marked slow (they train for seconds or more)
+test-fast: install-test
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV)

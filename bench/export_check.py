@@ -27,13 +27,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import export  # noqa: E402
 from data.tfidf import TfidfVocabulary  # noqa: E402
-from engine.serving.evaluate import load_eval_examples
-from engine.serving.predictor import load_predictor
+from engine.serving.evaluate import load_eval_examples  # noqa: E402
+from engine.serving.predictor import load_predictor  # noqa: E402
 from engine.metrics import multilabel_metrics  # noqa: E402
 from engine.thresholds import choose_thresholds  # noqa: E402
-from model.export_format import ONNX_FILE
-from model.export_read import load_exported
-from model.export_write import serving_model
+from model.export_format import ONNX_FILE  # noqa: E402
+from model.export_read import load_exported  # noqa: E402
+from model.export_write import serving_model  # noqa: E402
 
 
 def padded_batches(tokenizer, texts, max_length, size, tfidf=None):

@@ -12,22 +12,21 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from data import build_loader, load_examples
-from data.tokenized import tokenize
+from data import build_loader, load_examples  # noqa: E402
+from data.tokenized import tokenize  # noqa: E402
 from engine.config import make_config  # noqa: E402
-from engine.training.head_fit import fit_fused_head, fit_vocabulary
-from engine.predictions import collect_probabilities
-from engine.training.loop import accumulate_gradients
+from engine.training.head_fit import fit_fused_head, fit_vocabulary  # noqa: E402
+from engine.predictions import collect_probabilities  # noqa: E402
+from engine.training.loop import accumulate_gradients  # noqa: E402
 from engine.losses import training_loss  # noqa: E402
-from engine.training.run_config import for_device
-from engine.training.state import build_train_state
-from model.encoders import load_tokenizer
+from engine.training.run_config import for_device  # noqa: E402
+from engine.training.state import build_train_state  # noqa: E402
+from model.encoders import load_tokenizer  # noqa: E402
 
 
 def high_water_mb() -> float:

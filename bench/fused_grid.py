@@ -14,14 +14,14 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from data import build_loader, load_examples
-from data.tokenized import LongDoc, tokenize
+from data import build_loader, load_examples  # noqa: E402
+from data.tokenized import LongDoc, tokenize  # noqa: E402
 from data.tfidf import TfidfVocabulary  # noqa: E402
 from engine.amp import dtype_from_name  # noqa: E402
 from engine.checkpoint import load_checkpoint  # noqa: E402
-from engine.training.head_fit import collect_embeddings, fit_head, fused_features
+from engine.training.head_fit import collect_embeddings, fit_head, fused_features  # noqa: E402
 from engine.metrics import multilabel_metrics  # noqa: E402
-from model.classifier import build_from_checkpoint
+from model.classifier import build_from_checkpoint  # noqa: E402
 
 COLUMNS = ("micro_f1", "macro_f1", "precision_at_1", "precision_at_5", "r_precision_at_5", "ndcg_at_5")
 

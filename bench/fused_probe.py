@@ -19,16 +19,16 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from data import build_loader, load_examples
-from data.tokenized import tokenize
+from data import build_loader, load_examples  # noqa: E402
+from data.tokenized import tokenize  # noqa: E402
 from data.tfidf import TfidfVocabulary  # noqa: E402
 from engine.amp import dtype_from_name  # noqa: E402
 from engine.config import make_config  # noqa: E402
-from engine.training.head_fit import collect_embeddings
+from engine.training.head_fit import collect_embeddings  # noqa: E402
 from engine.metrics import multilabel_metrics  # noqa: E402
-from engine.training.run_config import for_device
-from model.classifier import build_model
-from model.encoders import load_tokenizer
+from engine.training.run_config import for_device  # noqa: E402
+from model.classifier import build_model  # noqa: E402
+from model.encoders import load_tokenizer  # noqa: E402
 
 COLUMNS = ("micro_f1", "macro_f1", "precision_at_5", "r_precision_at_5", "ndcg_at_5")
 

@@ -16,8 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.search.results import epoch_seconds, read_records
-from engine.search.storage import import_optuna, make_pruner, open_storage
+from engine.search.results import epoch_seconds, read_records  # noqa: E402
+from engine.search.storage import import_optuna, make_pruner, open_storage  # noqa: E402
 
 
 def replay(trials: list, metric: str, pruner) -> tuple[float, int, list[int], int | None]:

@@ -77,7 +77,7 @@ def ignore_stop_signals(worker_id: int) -> None:
 
 BUCKET_TOKENS = 16
 """Under torch.compile, batches pad to a multiple of this (at most the window): few shapes, so few compiles and CUDA
-graphs, for a little padding (docs/results.md, GPU check: 6 shapes, +0.5% tokens on EU laws, +29% on tweets)."""
+graphs, for a little padding (docs/results.md, GPU check)."""
 
 
 def build_loader(examples: TokenizedExamples, batch_size, pad_token_id, shuffle, seed=0, device="cpu",

@@ -156,7 +156,7 @@ def window_problem(config: dict, positions: int | None) -> str | None:
 
 def all_finite(tensor: torch.Tensor, part: int = 1 << 22) -> bool:
     """No NaN or infinity in `tensor`, checked a part at a time: torch.isfinite over a fused head's GiB at once
-    allocated 2.7 GB more at evaluate.py's peak (docs/results.md, "Memory and checkpoint size")."""
+    would more than double evaluate.py's peak memory (docs/results.md, "Memory and checkpoint size")."""
     return all(bool(torch.isfinite(values).all()) for values in tensor.reshape(-1).split(part))
 
 

@@ -10,7 +10,7 @@ def compiled_module(module: torch.nn.Module, mode: str) -> torch.nn.Module:
 def compile_plan(cfg: dict, device: torch.device) -> str:
     """The torch.compile mode `--compile` and `--compile-mode` resolve to on `device`, or "off". auto compiles on a
     GPU, where an eager step leaves it waiting on the host's kernel launches and CUDA graphs (reduce-overhead)
-    trained 3.2x faster on an H100 (docs/results.md, GPU check), unless --long-doc chunk, whose batches hold a
+    trained several times faster on an H100 (docs/results.md, GPU check), unless --long-doc chunk, whose batches hold a
     varying number of windows and so would record ever more graphs; on a CPU the eager fast paths are faster."""
     cuda = device.type == "cuda"
     if cfg["compile"] == "off" or (cfg["compile"] == "auto" and (not cuda or cfg["long_doc"] == "chunk")):

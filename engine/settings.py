@@ -71,14 +71,14 @@ TRAIN_FIELDS = (
           "column is a 0/1 label column)", DATA),
     Field("label_hierarchy", None, "a JSON file of each label's parent (child -> parent, or EUROVOC's label -> its "
           "ancestors): one model learns every level's labels, and predicts a label only with its ancestors "
-          "(README, Label hierarchy)", DATA, before=None),
+          "(docs/guide.md, Label hierarchy)", DATA, before=None),
     Field("label_separator", ",", "separates label names in a csv/tsv list cell", DATA, check="not_empty"),
     Field("val_fraction", 0.1, "carved from train when there is no validation split", DATA, float, check="fraction"),
     Field("split_seed", 0, "seed of that carve", DATA, int, check="zero_or_more"),
     Field("max_length", 300, "tokens per example (per window with --long-doc chunk)", DATA, int, check="at_least_1"),
     Field("long_doc", "truncate", "a text longer than --max-length: keep its start (truncate), its first quarter and "
           "last three quarters of the budget (head-tail), or encode it in overlapping windows whose logits are "
-          "pooled into one prediction (chunk); README, Long documents", DATA,
+          "pooled into one prediction (chunk); docs/guide.md, Long documents", DATA,
           choices=("truncate", "head-tail", "chunk"), before="truncate"),
     Field("stride", None, "tokens shared by consecutive windows (chunk; default: a quarter of a window's text)",
           DATA, int, check="zero_or_more", before=None),
@@ -117,7 +117,7 @@ TRAIN_FIELDS = (
           "it), or that and the text's whole TF-IDF vector (both: one linear head fitted to convergence over the two "
           "after each epoch, a squared-hinge SVM per label); auto: both, and after each epoch's validation whichever "
           "head scored the better --select-metric predicts (on EU law the fused one, on tweets the encoder's own; "
-          "README, EU law)", MODEL, choices=("auto", "encoder", "both"), before="encoder"),
+          "docs/guide.md, EU law)", MODEL, choices=("auto", "encoder", "both"), before="encoder"),
     Field("tfidf_terms", 200_000, "TF-IDF vocabulary (words and bigrams in at least 2 training texts) at most, and "
           "fewer where terms x labels x 4 bytes would pass 1 GiB (the fused head)", MODEL, int, check="at_least_1",
           before=200_000),
@@ -146,9 +146,9 @@ TRAIN_FIELDS = (
     Field("clip_grad", 1.0, "max gradient norm (0: no clipping)", OPTIM, float, check="zero_or_more",
           resume="applied"),
     Field("loss", "bce", "binary cross-entropy, focal loss, the asymmetric loss, or the distribution-balanced loss "
-          "(README, Rare labels)", OPTIM, choices=("bce", "focal", "asl", "db"), before="bce"),
+          "(docs/guide.md, Rare labels)", OPTIM, choices=("bce", "focal", "asl", "db"), before="bce"),
     Field("pos_weight", "sqrt", "weigh each label's positives by negatives/positives (auto) or its square root "
-          "(sqrt), capped by --pos-weight-max; sqrt lets rare labels be learned (README, Rare labels)", OPTIM,
+          "(sqrt), capped by --pos-weight-max; sqrt lets rare labels be learned (docs/guide.md, Rare labels)", OPTIM,
           choices=("none", "auto", "sqrt"), before="none"),
     Field("pos_weight_max", 10.0, "cap of --pos-weight", OPTIM, float, check="positive"),
     Field("head_bias", "prior", "the head's initial bias: each label's log-odds in the training data, or 0; prior "
@@ -169,7 +169,7 @@ TRAIN_FIELDS = (
     Field("tune_min_positives", 5, "a label with fewer validation positives is too rare to tune alone "
           "(--tune-fallback)", EVAL, int, check="zero_or_more", resume="applied", before=5),
     Field("tune_fallback", "pooled", "the threshold of labels too rare to tune alone: the tuned global one, or one "
-          "tuned on all of them pooled (README, Rare labels)", EVAL, choices=("global", "pooled"),
+          "tuned on all of them pooled (docs/guide.md, Rare labels)", EVAL, choices=("global", "pooled"),
           resume="applied", before="global"),
     Field("output_dir", None, "default: runs/<run-name>", RUN, resume="free"),
     Field("run_name", None, "default: <model>-<data>-<date>", RUN, resume="free"),

@@ -38,7 +38,7 @@ def write_manifest(folder: str) -> None:
 
 def read_manifest(folder: str) -> dict | None:
     """{file name: size} of what the export in `folder` wrote; None where there is no manifest (an export from
-    before 2026-12-04, or not an export)."""
+    from before manifests, or not an export)."""
     path = os.path.join(folder, MANIFEST_FILE)
     if not os.path.exists(path):
         return None

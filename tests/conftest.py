@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import sys
 
 import pytest
@@ -15,7 +16,15 @@ SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")
 LABELS = ["apple", "banana", "cherry", "date", "elder"]
 FILLER = [f"filler{i}" for i in range(40)]
 KEYWORDS = {label: [f"{label}word{j}" for j in range(3)] for label in LABELS}
+# Fixtures that train runs of their own (or start a server) for a few tests: those tests are in the full tier only.
+SLOW_FIXTURES = {"finished_run", "base_run", "chunked_run", "late_evidence", "shared_laws", "postgres_url", "cuda_run"}
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def synthetic_rows(n: int, seed: int) -> list[tuple[str, list[str]]]:
@@ -93,6 +102,28 @@ def trained_run(tiny_bert, synthetic_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     summary = train.main(tiny_train_args(tiny_bert, synthetic_folder, out))
     return out, summary, epochs_of(out)
+
+
+@pytest.fixture
+def previous_run(trained_run, tmp_path):
+    """A copy of a finished run: a failed --overwrite must leave every byte of it."""
+    folder = tmp_path / "previous"
+    shutil.copytree(trained_run[0], folder)
+    before = fingerprint(folder)
+    yield folder
+    assert fingerprint(folder) == before
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+def train_fails(tiny_bert, data, run_folder, capsys, fragment, *extra):
+    import train
+
+    argv = tiny_train_args(tiny_bert, str(data), run_folder, "--overwrite", *extra)
+    return expect_error(train.main, argv, capsys, fragment)
 
 
 def expect_error(main, argv, capsys, fragment) -> str:

@@ -11,6 +11,7 @@ import train
 from conftest import epochs_of, tiny_train_args
 
 
+@pytest.mark.slow
 def test_a_compiled_run_trains_and_its_checkpoint_evaluates_uncompiled(tiny_bert, synthetic_folder, tmp_path,
                                                                       monkeypatch):
     compiled, compile_for_real = [], functools.partial(torch.compile, backend="aot_eager")

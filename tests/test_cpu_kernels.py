@@ -156,6 +156,7 @@ def page_faults_per_training_step(allocator: str) -> float:
     return float(done.stdout.split()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc setting")
 def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
     fresh, kept = page_faults_per_training_step("fresh"), page_faults_per_training_step("keep")
@@ -180,6 +181,7 @@ print(held, freed, resident_mb())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not os.path.exists("/proc/self/status"),
                     reason="a glibc setting, read from /proc")
 def test_memory_freed_in_an_epoch_goes_back_to_the_kernel_between_epochs():

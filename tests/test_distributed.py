@@ -4,14 +4,17 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT, tiny_train_args
 
 
+@pytest.mark.slow
 def test_two_processes_train_together(tiny_bert, synthetic_folder, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    # --standalone: the rendezvous on a free port of localhost, so that two suites on one machine never collide
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                os.path.join(ROOT, "train.py"), *tiny_train_args(tiny_bert, synthetic_folder, out, "--batch-size", "8")]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

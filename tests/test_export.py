@@ -37,6 +37,7 @@ def predicted(model: str, texts, capsys) -> list[dict]:
     return records
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type,pooling,native", [("bert", "cls", True), ("roberta", "cls", True),
                                                        ("mpnet", "cls", True), ("bert", "mean", False),
                                                        ("mpnet", "mean", False)])
@@ -70,6 +71,7 @@ def test_the_pipeline_on_a_hf_folder_gives_predicts_probabilities(model_type, po
         assert np.abs(probabilities(onnx) - probabilities(ours)).max() <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features,chunk_pool", [("encoder", "mean"), ("both", "max")])
 def test_checkpoint_hf_folder_and_onnx_label_long_documents_alike(features, chunk_pool, synthetic_folder, tmp_path,
                                                                    capsys):
@@ -148,6 +150,7 @@ def test_overwrite_replaces_an_earlier_export_whole_and_nothing_else(trained_run
                                                                                   capsys)[0]["predicted"]
 
 
+@pytest.mark.slow
 def test_a_fused_model_serves_alike_from_its_checkpoint_hf_folder_and_onnx_with_the_folders_own_tfidf(
         synthetic_folder, tmp_path, capsys):
     """The fused head (--features both) reads the text's TF-IDF vector: the folders carry the vocabulary

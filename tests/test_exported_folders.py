@@ -66,6 +66,7 @@ def test_a_folder_that_appears_at_out_while_exporting_is_left_as_it_is(trained_r
     assert os.listdir(out) == ["notes.txt"] and sorted(os.listdir(tmp_path)) == ["out"]
 
 
+@pytest.mark.slow
 def test_sigterm_during_an_export_leaves_no_staging_folder_and_a_killed_exports_is_removed_later(trained_run,
                                                                                                   tmp_path):
     dead = tmp_path / ".out.export-999999999-abc"  # what a SIGKILLed export (a pid no process has) left
@@ -122,6 +123,7 @@ def test_a_damaged_or_mis_edited_export_is_one_line(case, exported, tmp_path, ca
     assert fragment in fails(predict.main, ["--ckpt", folder, "appleword1 filler2"], capsys)
 
 
+@pytest.mark.slow
 def test_an_export_without_its_tokenizer_config_never_asks_or_runs_its_code(exported, tmp_path):
     folder = damaged_copy(exported, tmp_path, lambda f: (f / "tokenizer_config.json").unlink())
     done = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--ckpt", folder], cwd=ROOT,

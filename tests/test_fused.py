@@ -57,6 +57,7 @@ def test_the_vocabulary_is_cut_to_the_weight_budget_at_many_labels(monkeypatch):
     assert len(cut) == 30 and "at most 30 at 5 labels" in lines[0]
 
 
+@pytest.mark.slow
 def test_a_frozen_encoder_with_a_fused_head_learns_in_one_pass(tiny_bert, synthetic_folder, tmp_path, capsys):
     """--epochs 0: no fine-tuning; the head is fitted over the random encoder's embedding and the TF-IDF vectors,
     which hold the labels' keywords, so it learns the task the encoder alone cannot."""
@@ -140,6 +141,7 @@ def test_a_checkpoint_from_before_the_fused_head_loads_and_evaluates_as_it_ran(e
     assert result["metrics"]["micro_f1"] == pytest.approx(best["val_micro_f1"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_auto_predicts_with_whichever_head_validated_better(tiny_bert, synthetic_folder, tmp_path, capsys):
     """--features auto (the default): after each epoch both heads are scored on validation, and the one with the
     better --select-metric is the one the checkpoint predicts with, in evaluate.py and in an export."""

@@ -23,6 +23,7 @@ def bench_script(name: str):
 gpu_payload = bench_script("gpu_payload")
 
 
+@pytest.mark.slow
 def test_the_wheels_it_brings_install_offline_into_a_folder_of_their_own(tmp_path):
     wheels = tmp_path / "wheels"
     fetched = subprocess.run(["bash", os.path.join(ROOT, "bench", "fetch_gpu_wheels.sh"), str(wheels)],
@@ -93,6 +94,7 @@ def test_the_payload_holds_the_first_laws_and_the_encoder_in_half_precision_with
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".payload-")]
 
 
+@pytest.mark.slow
 def test_every_step_runs_with_a_tiny_model(shared_laws, tmp_path):
     shared, encoder = shared_laws
     payload = tmp_path / "payload"
@@ -114,7 +116,12 @@ def test_every_step_runs_with_a_tiny_model(shared_laws, tmp_path):
     assert "(c)/(a): training" in report and "(c)/(b): training" in report
     assert "(d)/(c): training" in report  # chunking, on the laws
     tests = (out / "cuda-tests.txt").read_text()
-    assert ("needs a CUDA GPU" in tests and " skipped" in tests) or " passed" in tests, tests[-2000:]
+    import torch
+
+    if torch.cuda.is_available():  # the CUDA tests ran, and passed
+        assert " passed" in tests and " failed" not in tests and "needs a CUDA GPU" not in tests, tests[-2000:]
+    else:  # each skipped, saying why, and none passed as though it had run
+        assert "needs a CUDA GPU" in tests and " skipped" in tests and " passed" not in tests, tests[-2000:]
     profiled = (out / "profile-profile.txt").read_text()
     assert "training steps profiled: 2," in profiled and "by host time:" in profiled and "aten::" in profiled
     assert "evaluation batches profiled: 1," in profiled  # the 16 validation documents of the smoke run

@@ -153,6 +153,7 @@ def test_predictions_keep_every_label_with_its_ancestors_grouped_by_level(hierar
                  "--min-labels 2: more than --top-k 1")
 
 
+@pytest.mark.slow
 def test_a_hierarchical_run_resumes_bitwise(tiny_bert, synthetic_folder, hierarchy_file, hierarchical_run, tmp_path):
     out = tmp_path / "stopped"
     flags = tiny_train_args(tiny_bert, synthetic_folder, out, "--epochs", "3", "--label-hierarchy", hierarchy_file,
@@ -166,6 +167,7 @@ def test_a_hierarchical_run_resumes_bitwise(tiny_bert, synthetic_folder, hierarc
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["hf", "onnx"])
 def test_both_export_routes_carry_the_hierarchy_and_apply_it(fmt, hierarchical_run, tmp_path, capsys):
     if fmt == "onnx" and not importlib.util.find_spec("onnxruntime"):

@@ -41,6 +41,7 @@ def others_files(folder):
     (folder / "hparams" / "1700000000.1" / "events.out.tfevents.1").write_bytes(b"other hparams")
 
 
+@pytest.mark.slow
 def test_a_run_removes_only_what_it_wrote(tiny_bert, synthetic_folder, tmp_path, capsys):
     folder = tmp_path / "run"
     others_files(folder)
@@ -78,6 +79,7 @@ torch.save = save_with_a_signal
 """
 
 
+@pytest.mark.slow
 def test_sigterm_while_an_epoch_is_saved_waits_for_the_whole_save(tiny_bert, synthetic_folder, tmp_path):
     folder = tmp_path / "run"
     done = cli("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "2"),
@@ -90,6 +92,7 @@ def test_sigterm_while_an_epoch_is_saved_waits_for_the_whole_save(tiny_bert, syn
     assert predict.main(["--ckpt", str(folder / "best.pt"), "--thresholds", "tuned", "appleword1 filler2"])
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_the_first_save_ends_in_one_line_and_the_command_runs_again(
         tiny_bert, synthetic_folder, tmp_path):
     # a real failed write through torch.save's own zip writer: files may not pass 200 kB (the checkpoint is 320 kB)
@@ -105,6 +108,7 @@ def test_a_disk_that_fills_during_the_first_save_ends_in_one_line_and_the_comman
     assert train.main(flags)["best_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_with_a_worker_saves_a_resumable_checkpoint(tiny_bert, synthetic_folder,
                                                                                  tmp_path):
     folder = tmp_path / "run"
@@ -221,6 +225,7 @@ def test_metrics_files_are_strict_json(trained_run, tmp_path):
     assert strict["metrics"]["roc_auc_macro"] is None
 
 
+@pytest.mark.slow
 def test_one_label_and_labels_named_by_unusual_digits_train_and_evaluate(tiny_bert, tmp_path):
     rows = synthetic_rows(80, seed=1)
     with open(tmp_path / "single.tsv", "w") as f:

@@ -54,6 +54,7 @@ def chunked_run(tiny_bert, late_evidence, tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_chunking_learns_labels_whose_evidence_lies_past_the_first_window(chunked_run, tiny_bert, late_evidence,
                                                                           tmp_path):
     _, chunked = chunked_run

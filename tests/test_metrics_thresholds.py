@@ -129,6 +129,7 @@ def test_predictions_round_trip_between_evaluate_and_predict(trained_run, synthe
     assert first_text[:40] in human
 
 
+@pytest.mark.slow
 def test_thousands_of_labels_give_a_bounded_report_and_thresholds_in_one_pass():
     """With labels by the thousand the console report stays a screen, metrics.jsonl a line, and tuning fast."""
     import time

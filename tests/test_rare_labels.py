@@ -60,6 +60,7 @@ def test_positive_weights_and_priors_come_from_the_training_labels():
     assert label_prior(labels, 3).tolist() == pytest.approx(p.tolist())
 
 
+@pytest.mark.slow
 def test_the_head_starts_at_the_label_priors(tiny_bert, synthetic_folder, tmp_path):
     from data import load_examples
 
@@ -71,6 +72,7 @@ def test_the_head_starts_at_the_label_priors(tiny_bert, synthetic_folder, tmp_pa
                                         abs=1e-4)
 
 
+@pytest.mark.slow
 def test_patience_stops_a_run_that_no_longer_improves_and_a_resume_stops_at_once(tiny_bert, synthetic_folder,
                                                                                   tmp_path, capsys):
     out = tmp_path / "run"
@@ -96,6 +98,7 @@ def rows_with_a_rare_label(n: int, rare_positives: int, seed: int) -> list[tuple
     return rows
 
 
+@pytest.mark.slow
 def test_square_root_positive_weights_learn_a_label_from_5_examples_better_than_plain_bce(tiny_bert, tmp_path):
     """480 training texts, 5 of them with the rare label; 200 validation texts, 40 with it. At the same budget,
     `--pos-weight sqrt` (its weight: sqrt(475 / 5), about 9.7) predicts it at 0.5 (F1 0.49 to 0.81 in runs that
@@ -125,6 +128,7 @@ def test_square_root_positive_weights_learn_a_label_from_5_examples_better_than_
     assert rare_f1["sqrt"] > 0.3 and rare_prob["sqrt"] > rare_prob["bce"], (rare_f1, rare_prob)
 
 
+@pytest.mark.slow
 def test_a_distribution_balanced_run_evaluates_from_its_checkpoint_alone(tiny_bert, synthetic_folder, tmp_path):
     """The loss needs the training labels' priors: the checkpoint keeps them, so evaluate.py reproduces the
     logged validation loss without the training data."""

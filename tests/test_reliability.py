@@ -29,6 +29,7 @@ def read_scalars(folder, tag):
     return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_metrics(tiny_bert, synthetic_folder, tmp_path):
     flags = ["--epochs", "8", "--save-every", "3", "--deterministic"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -67,6 +68,7 @@ for i in range(1000):
 """
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_saving_leaves_the_previous_checkpoint_loadable(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint(str(path), {"model": {"w": torch.zeros(3)}, "config": {"i": -1}})
@@ -114,6 +116,7 @@ def test_a_diverging_run_stops_and_never_becomes_best(tiny_bert, synthetic_folde
     assert not os.path.exists(out / "best.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("started, resumed", [("0", "0.01"), ("0.01", "0")])
 def test_a_resumed_run_takes_a_new_weight_decay_for_its_weight_matrices(tiny_bert, synthetic_folder, tmp_path,
                                                                           started, resumed):
@@ -128,6 +131,7 @@ def test_a_resumed_run_takes_a_new_weight_decay_for_its_weight_matrices(tiny_ber
     assert {g["weight_decay"] for g in groups if not g["decays"]} == {0.0}
 
 
+@pytest.mark.slow
 def test_a_checkpoint_saved_at_weight_decay_0_by_the_older_grouping_resumes_at_0(tiny_bert, synthetic_folder,
                                                                                  tmp_path, capsys, monkeypatch):
     """Before 2026-12-04 the groups were keyed by the decay's value: at 0, matrices and the rest shared a group."""

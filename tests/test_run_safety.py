@@ -1,45 +1,16 @@
-"""No run is lost or silently wrong: resumes, overwrites, locks, signals and odd inputs, through real train.py and
+"""No run is lost or silently wrong: resumes, overwrites, locks and odd inputs, through real train.py and
 evaluate.py processes."""
 import json
 import os
 import shutil
-import signal
 import stat
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 import train
-from conftest import LABELS, ROOT, epochs_of, fingerprint, synthetic_rows, tiny_train_args, write_flag_tsv
-
-
-def cli(script, *argv, cwd=ROOT, umask=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, argv)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
-
-
-def start(script, *argv) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-u", os.path.join(ROOT, script), *map(str, argv)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_line(process, prefix, limit=120):
-    deadline = time.time() + limit
-    for line in process.stdout:
-        if line.startswith(prefix) or time.time() > deadline:
-            return line
-    raise AssertionError(f"the process ended before printing {prefix!r}: {process.stderr.read()[-2000:]}")
-
-
-def one_error_line(done: subprocess.CompletedProcess, fragment: str, status: int = 2) -> str:
-    assert done.returncode == status, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and fragment in lines[0], done.stderr[-3000:]
-    return lines[0]
+from conftest import LABELS, epochs_of, fingerprint, synthetic_rows, tiny_train_args, write_flag_tsv
+from processes import cli, one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +30,7 @@ def base_run(finished_run, tiny_bert, synthetic_folder, tmp_path):
     return folder, tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "2")
 
 
+@pytest.mark.slow
 def test_resuming_a_copy_writes_into_the_copy(base_run, tmp_path):
     base, _ = base_run
     fork = tmp_path / "fork"
@@ -71,6 +43,7 @@ def test_resuming_a_copy_writes_into_the_copy(base_run, tmp_path):
     assert json.loads((fork / "config.json").read_text())["output_dir"] == str(fork)
 
 
+@pytest.mark.slow
 def test_an_overwrite_that_fails_after_taking_the_folder_puts_the_old_run_back(base_run):
     """Flags that cannot work (--lr inf, --max-length 1, ...) are refused before the folder is touched
     (test_bad_input.py); this one fails only in training, after the old run was moved aside."""
@@ -80,6 +53,7 @@ def test_an_overwrite_that_fails_after_taking_the_folder_puts_the_old_run_back(b
     assert fingerprint(base) == before
 
 
+@pytest.mark.slow
 def test_select_metric_that_the_labels_cannot_give_is_refused_before_training(tiny_bert, base_run, tmp_path):
     base, _ = base_run
     rows = [(text, [label for label in labels if label in LABELS[:3]]) for text, labels in synthetic_rows(40, 1)]
@@ -92,6 +66,7 @@ def test_select_metric_that_the_labels_cannot_give_is_refused_before_training(ti
     assert fingerprint(base) == before
 
 
+@pytest.mark.slow
 def test_a_second_train_py_on_a_busy_folder_gets_one_line(tiny_bert, synthetic_folder, tmp_path):
     from engine.training.run_folder import RunFolder
 
@@ -105,6 +80,7 @@ def test_a_second_train_py_on_a_busy_folder_gets_one_line(tiny_bert, synthetic_f
         holder.unlock()
 
 
+@pytest.mark.slow
 def test_a_folder_whose_config_json_is_not_a_runs_is_refused(tiny_bert, synthetic_folder, tmp_path):
     model_copy = tmp_path / "model"
     shutil.copytree(tiny_bert, model_copy)
@@ -115,6 +91,7 @@ def test_a_folder_whose_config_json_is_not_a_runs_is_refused(tiny_bert, syntheti
         assert fingerprint(model_copy) == before
 
 
+@pytest.mark.slow
 def test_changed_optimization_flags_apply_on_resume_and_are_recorded(base_run):
     base, _ = base_run
     done = cli("train.py", "--resume", "auto", "--output-dir", base, "--epochs", "3", "--lr", "1e-3")
@@ -139,6 +116,7 @@ def test_flags_that_define_the_run_cannot_change_on_resume(base_run, capsys):
     assert fingerprint(base) == before
 
 
+@pytest.mark.slow
 def test_two_columns_of_one_name_are_refused(tiny_bert, tmp_path):
     (tmp_path / "d.tsv").write_text("text\tjoy\tjoy\nsome text\t1\t0\n")
     done = cli("train.py", *tiny_train_args(tiny_bert, tmp_path / "d.tsv", tmp_path / "run"))
@@ -146,6 +124,7 @@ def test_two_columns_of_one_name_are_refused(tiny_bert, tmp_path):
     assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_evaluating_a_file_without_some_label_columns_is_refused(base_run, tmp_path):
     base, _ = base_run
     (tmp_path / "d.tsv").write_text("text\tapple\tbanana\tcherry\tdate\nsome text\t1\t0\t0\t1\n")
@@ -153,6 +132,7 @@ def test_evaluating_a_file_without_some_label_columns_is_refused(base_run, tmp_p
                    "d.tsv: no column for the checkpoint's label(s) elder")
 
 
+@pytest.mark.slow
 def test_relative_paths_are_stored_absolute(tiny_bert, synthetic_folder, tmp_path, monkeypatch):
     import evaluate
 
@@ -166,56 +146,7 @@ def test_relative_paths_are_stored_absolute(tiny_bert, synthetic_folder, tmp_pat
     assert evaluate.main(["--ckpt", str(work / "run" / "best.pt"), "--split", "validation"])["examples"] == 120
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny_bert, synthetic_folder, tmp_path):
-    """(SIGTERM takes the same path and exits 143: test_3.)"""
-    signum = signal.SIGINT
-    folder = tmp_path / "run"
-    process = start("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "300"))
-    wait_for_line(process, "device ")
-    time.sleep(0.5)
-    process.send_signal(signum)
-    err = process.stderr.read()
-    assert process.wait(60) == 128 + signum, err[-3000:]
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    name = signal.Signals(signum).name  # in a training step, or (on a busy machine) while an epoch was saved
-    assert last.startswith((f"interrupted by {name}: last.pt saved at epoch", f"interrupted by {name}: epoch ")), \
-        err[-2000:]
-    stopped = torch.load(folder / "last.pt", weights_only=True)["progress"]
-    resumed = cli("train.py", "--resume", "auto", "--output-dir", folder, "--epochs", str(stopped["epoch"] + 1))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert epochs_of(folder)[-1]["epoch"] == stopped["epoch"] + 1
-
-
-def interrupt_in(monkeypatch, name):
-    """engine.training.trainer.<name> first sends this process a SIGINT (as Ctrl-C would, at that point of the run)."""
-    import engine.training.trainer
-
-    real = getattr(engine.training.trainer, name)
-
-    def interrupted(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine.training.trainer, name, interrupted)
-
-
-def test_a_signal_before_the_first_checkpoint_leaves_a_folder_that_runs_again(tiny_bert, synthetic_folder, tmp_path,
-                                                                                capsys, monkeypatch):
-    folder = tmp_path / "run"
-    flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "1")
-    interrupt_in(monkeypatch, "build_train_state")
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(flags)
-    assert exit_info.value.code == 130
-    err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == ("interrupted by SIGINT: before the first checkpoint; nothing was saved "
-                                            "and the run folder is as it was")
-    assert not os.path.exists(folder)
-    monkeypatch.undo()
-    assert train.main(flags)["best_epoch"] == 1
-
-
+@pytest.mark.slow
 def test_non_finite_weights_are_never_saved(tiny_bert, synthetic_folder, tmp_path):
     folder = tmp_path / "run"
     flags = tiny_train_args(tiny_bert, synthetic_folder, folder, "--lr", "1e30", "--clip-grad", "0",
@@ -226,6 +157,7 @@ def test_non_finite_weights_are_never_saved(tiny_bert, synthetic_folder, tmp_pat
         assert all(torch.isfinite(w).all() for w in state["model"].values())
 
 
+@pytest.mark.slow
 def test_a_torn_metrics_line_does_not_stop_a_resume(base_run):
     base, _ = base_run
     with open(base / "metrics.jsonl", "a") as f:
@@ -235,6 +167,7 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(base_run):
     assert [r["epoch"] for r in epochs_of(base)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_temporary_files_of_a_killed_save_are_cleaned(base_run):
     base, _ = base_run
     (base / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
@@ -243,6 +176,7 @@ def test_temporary_files_of_a_killed_save_are_cleaned(base_run):
     assert not [name for name in os.listdir(base) if name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_files_follow_the_umask(tiny_bert, synthetic_folder, tmp_path):
     folder = tmp_path / "run"
     done = cli("train.py", *tiny_train_args(tiny_bert, synthetic_folder, folder, "--epochs", "1"), umask=0o027)
@@ -251,6 +185,7 @@ def test_files_follow_the_umask(tiny_bert, synthetic_folder, tmp_path):
         assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o640, name
 
 
+@pytest.mark.slow
 def test_empty_texts_are_kept_and_counted(tiny_bert, tmp_path):
     rows = synthetic_rows(60, seed=1)
     rows[1], rows[7] = ("", rows[1][1]), ("   ", [])
@@ -259,25 +194,6 @@ def test_empty_texts_are_kept_and_counted(tiny_bert, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     counts = done.stdout.split("empty texts (kept")[1].splitlines()[0].split("): ", 1)[1]
     assert sum(int(part.split()[1]) for part in counts.split(", ")) == 2, counts
-
-
-def test_ctrl_c_during_validation_saves_the_trained_epoch(tiny_bert, synthetic_folder, trained_run, tmp_path,
-                                                            capsys, monkeypatch):
-    """Stopped in validation, the epoch's training is kept; the resumed run validates it again and ends where an
-    uninterrupted run does."""
-    folder = tmp_path / "run"
-    interrupt_in(monkeypatch, "validate")
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(tiny_train_args(tiny_bert, synthetic_folder, folder))
-    assert exit_info.value.code == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
-        "interrupted by SIGINT: last.pt saved at epoch 1, batch 30 (step 30); continue with: python train.py "
-        f"--resume auto --output-dir {folder}")
-    monkeypatch.undo()
-    train.main(["--resume", "auto", "--output-dir", str(folder)])
-    resumed, whole = epochs_of(folder), trained_run[2]
-    assert [r["val_micro_f1"] for r in resumed] == [r["val_micro_f1"] for r in whole]
-    assert [r["val_loss"] for r in resumed] == [r["val_loss"] for r in whole]
 
 
 def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_start(base_run, capsys):

@@ -44,6 +44,7 @@ def run_folders_once(study_dir, rows) -> None:
         assert epochs == list(range(1, len(epochs) + 1))
 
 
+@pytest.mark.slow
 def test_a_study_prunes_the_trials_that_fall_behind_and_links_the_best(tiny_bert, synthetic_folder, tmp_path,
                                                                        capsys):
     study_dir = tmp_path / "study"
@@ -102,6 +103,7 @@ def wait_until(condition, timeout=300):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_study_killed_mid_trial_continues_that_trial_from_its_last_pt(tiny_bert, synthetic_folder, tmp_path):
     study_dir = tmp_path / "study"
     argv = study_args(tiny_bert, synthetic_folder, study_dir, "--trials", "1", "--epochs", "3")
@@ -145,6 +147,7 @@ def two_workers(tiny_bert, synthetic_folder, tmp_path, storage=None) -> None:
     assert len({t.params["lr"] for t in trials}) == 3  # each worker's sampler draws settings of its own
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_sqlite_study_without_running_a_trial_twice(tiny_bert, synthetic_folder, tmp_path):
     two_workers(tiny_bert, synthetic_folder, tmp_path)
 
@@ -191,6 +194,7 @@ def postgres_url():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgresql_study_without_running_a_trial_twice(tiny_bert, synthetic_folder, tmp_path,
                                                                             postgres_url):
     two_workers(tiny_bert, synthetic_folder, tmp_path, postgres_url)

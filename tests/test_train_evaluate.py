@@ -74,6 +74,7 @@ def test_evaluate_on_the_test_split_and_on_a_user_file(trained_run, synthetic_fo
     assert "micro_f1" in report and "cherry" in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frozen", ["word", "all"])
 def test_frozen_embeddings_stay_as_pretrained_and_the_rest_trains(tiny_bert, synthetic_folder, tmp_path, frozen):
     from transformers import BertModel
@@ -91,6 +92,7 @@ def test_frozen_embeddings_stay_as_pretrained_and_the_rest_trains(tiny_bert, syn
         assert kept == (name.startswith("embeddings.") and (frozen == "all" or "word_embeddings" in name)), name
 
 
+@pytest.mark.slow
 def test_attention_dropout_reaches_the_encoder_and_its_checkpoint(tiny_bert, synthetic_folder, tmp_path):
     from conftest import tiny_train_args
     from model.classifier import build_from_checkpoint
@@ -221,6 +223,7 @@ def test_metrics_logged_under_their_former_names_are_read_under_todays(trained_r
     assert config["select_metric"] == "precision_at_5"
 
 
+@pytest.mark.slow
 def test_one_switch_turns_every_cpu_fast_path_off(tiny_bert, synthetic_folder, tmp_path):
     from conftest import tiny_train_args
     from engine.amp import resolve_amp

@@ -14,8 +14,8 @@ from engine.metrics import multilabel_metrics
 
 WEIGHT_BUDGET_BYTES = 1 << 30
 """The TF-IDF block of the fused head is dense (terms x labels, fp32): its vocabulary is cut to the most frequent
-terms that keep it within this, so the sparse part adds at most about 1 GiB to a run or a server (issue #33's cap
-is 1.5 GB; at the 4,197 descriptors that is 64,000 terms: docs/results.md, EU law)."""
+terms that keep it within this, so that the sparse part adds at most about 1 GiB to a run or a server (what that
+costs at each EUROVOC level: docs/results.md, EU law)."""
 
 
 def fit_vocabulary(texts: list[str], max_terms: int, num_labels: int, log=print) -> TfidfVocabulary:

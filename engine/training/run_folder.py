@@ -44,10 +44,51 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
+class FolderLock:
+    """A folder taken by one process: flock on its .lock, which holds the process's pid. The lock is the OS's: it
+    dies with its process, so a killed run never leaves the folder locked."""
+
+    def __init__(self, folder: str):
+        self.folder, self.path, self.fd = folder, os.path.join(folder, LOCK), None
+
+    def take(self) -> None:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise RunFolderError(f"--output-dir {self.folder}: in use by another train.py (pid {holder}); "
+                                         "wait for it to end, or choose another --output-dir") from None
+            try:  # the holder before us removes the file as it unlocks: then lock the new one
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> bool:
+        """Let go of the folder (its .lock removed); False where this process did not hold it."""
+        if self.fd is None:
+            return False
+        os.remove(self.path)
+        os.close(self.fd)
+        self.fd = None
+        return True
+
+
 class RunFolder:
+    """The run folder of one train.py: taken (`lock`), what a killed run left cleaned, an --overwrite that moves the
+    old run aside until the new one has saved, and only what this run wrote removed when it fails."""
+
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
-        self._lock_fd = None
+        self._lock = FolderLock(self.path)
         self._created = False
         self._found: set[str] = set()
 
@@ -58,33 +99,14 @@ class RunFolder:
         return any(os.path.exists(self.file(name)) for name in HOLDS_RUN)
 
     def lock(self) -> None:
-        """Take the folder (created if need be) for this process: a second train.py on it gets one line. The
-        lock is the OS's (flock on .lock): it dies with its process, so a killed run never leaves the folder
-        locked. Then clean what a killed run left: temporary files of an unfinished save, and an overwritten
+        """Take the folder (created if need be) for this process: a second train.py on it gets one line
+        (`FolderLock`). Then clean what a killed run left: temporary files of an unfinished save, and an overwritten
         run that its replacement never got to save over (it is brought back)."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RunFolderError(f"--output-dir {self.path}: is a file, not a folder")
         self._created = not os.path.exists(self.path)
         os.makedirs(self.path, exist_ok=True)
-        while True:
-            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, file_mode())
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-                    os.close(fd)
-                    raise RunFolderError(f"--output-dir {self.path}: in use by another train.py (pid {holder}); "
-                                         "wait for it to end, or choose another --output-dir") from None
-            try:  # the holder before us removes the file as it unlocks: then lock the new one
-                if os.stat(self.file(LOCK)).st_ino == os.fstat(fd).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock.take()
         self._recover()
         self._refuse_foreign_config()
         self._found = self._names()
@@ -115,11 +137,8 @@ class RunFolder:
 
     def unlock(self, remove_if_empty: bool = False) -> None:
         """Release the folder; `remove_if_empty`: a folder this process made and left empty goes too."""
-        if self._lock_fd is None:
+        if not self._lock.release():
             return
-        os.remove(self.file(LOCK))
-        os.close(self._lock_fd)
-        self._lock_fd = None
         if remove_if_empty and self._created and not os.listdir(self.path):
             os.rmdir(self.path)
 
