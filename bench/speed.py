@@ -217,8 +217,7 @@ def ours_training(args, variant: str):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     examples, tokenizer = read_run_examples(cfg, None, quiet), load_tokenizer(cfg["model"])
     cfg = resolved_for_machine(cfg, device, 1, tokenizer, load_encoder_config(cfg["model"]), len(examples.label_names))
-    if cpu_fast.enabled(cfg):
-        cpu_fast.keep_freed_memory(device)
+    cpu_fast.prepare(cfg, device)
     data = build_data(cfg, examples, tokenizer, device, log=quiet)
     if variant in "ef":
         data.train_loader.collate_fn.part_tokens = None

@@ -138,12 +138,13 @@ def checkpoint_problem(state: dict) -> str | None:
 
 
 def served_problem(state: dict, positions: int | None = None) -> str | None:
-    """What is wrong with what a checkpoint or an export serves by, or None: its config, label names and tuned
-    thresholds, TF-IDF vocabulary (against the fused head's weights, where `state` has them), hierarchy, and
-    (given the encoder's `positions`) its max_length."""
+    """What is wrong with what a checkpoint or an export serves by, or None: its label names and tuned thresholds,
+    TF-IDF vocabulary (against the fused head's weights, where `state` has them), hierarchy, and (given the
+    encoder's `positions`) its max_length. Its config has passed `config_problem` (load_checkpoint, the export's
+    loader)."""
     config, names = state["config"], state["label_names"]
     weight = state["model"].get("fused.tfidf_weight") if isinstance(state.get("model"), dict) else None
-    return (config_problem(config) or labels_problem(names, state.get("thresholds"))
+    return (labels_problem(names, state.get("thresholds"))
             or tfidf_problem(state.get("tfidf"), config["features"], weight, len(names))
             or hierarchy_problem(state.get("hierarchy"), names) or window_problem(config, positions))
 

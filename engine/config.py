@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from engine.settings import CHECKS, FIELDS, LEVEL_METRIC, PREDICT_FIELDS, TRAIN_FIELDS, Field
+from engine.settings import CHECKS, FIELDS, LEVEL_METRIC, PREDICT_FIELDS, TRAIN_FIELDS, Field, current_name
 
 class ConfigError(ValueError):
     """A setting with a value that cannot work: the message is one line that names the flag (the CLIs end with it
@@ -134,8 +134,6 @@ def local_path(value: str | None) -> str | None:
 
 def normalized(given: dict) -> dict:
     """Paths absolute, metric names as this version spells them (P@5 -> precision_at_5)."""
-    from engine.formats import current_name
-
     given = dict(given)
     for name in ("data", "model", "label_hierarchy"):
         if name in given:

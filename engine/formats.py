@@ -14,12 +14,10 @@ Export formats (the metadata's "format_version", model/export_format.py):
 A change to what a checkpoint holds adds a format here: its number, one upgrade function from the one before, and
 a fixture of the old format in tests/fixtures/."""
 from engine.config import ConfigError
-from engine.settings import REQUIRED, TRAIN_FIELDS
+from engine.settings import REQUIRED, TRAIN_FIELDS, current_name
+from model.export_format import FORMAT_VERSION
 
 CHECKPOINT_FORMAT = 2
-# Metric names older checkpoints, metrics.jsonl files and --select-metric values used.
-FORMER_METRIC_NAMES = {**{f"P@{k}": f"precision_at_{k}" for k in (1, 3, 5)},
-                       **{f"nDCG@{k}": f"ndcg_at_{k}" for k in (1, 3, 5)}, "mRP": "mean_r_precision"}
 # Settings renamed: old name -> (new name, the old value as the new setting's)
 RENAMED = {"freeze_word_embeddings": ("freeze_embeddings", lambda on: "word" if on else "none")}
 ADDED_KEYS = ("thresholds", "pos_weight", "label_prior", "data_fingerprints", "tfidf", "hierarchy")
@@ -27,14 +25,6 @@ ADDED_KEYS = ("thresholds", "pos_weight", "label_prior", "data_fingerprints", "t
 
 class FormatError(ConfigError):
     """A file of a format this version cannot read: the message says which format it is."""
-
-
-def current_name(key: str) -> str:
-    """A metric's name, or a logged key that ends in one (`val_P@5`), as this version names it."""
-    for old, new in FORMER_METRIC_NAMES.items():
-        if key == old or key.endswith("_" + old):
-            return key[:len(key) - len(old)] + new
-    return key
 
 
 def upgrade_metrics_record(record: dict) -> dict:
@@ -105,8 +95,6 @@ EXPORT_UPGRADES = {1: export_1_to_2}
 
 def upgrade_export(meta: dict) -> tuple[dict, dict]:
     """An export's metadata (model/export_read.py) of any format as today's, and what was filled in."""
-    from model.export_format import FORMAT_VERSION
-
     version, filled = format_of(meta.get("format_version"), FORMAT_VERSION, "export"), {}
     while version < FORMAT_VERSION:
         meta, version = EXPORT_UPGRADES[version](meta, filled), version + 1

@@ -47,6 +47,12 @@ class StopSignals:
         finally:
             self.deferring = False
 
+    def check(self) -> None:
+        """Raise `Interrupted` for a signal already received: where its handler's exception was swallowed (raised
+        inside a `__del__` that the garbage collector ran, say), work must not be committed as if none came."""
+        if self.received is not None:
+            raise Interrupted(self.received)
+
     def requested(self, collective: bool = False) -> int | None:
         """The signal received, if any. With `collective`, under DDP every rank learns whether any rank got
         one (a collective call: every rank must make it at the same step)."""

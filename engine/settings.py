@@ -19,6 +19,18 @@ LEVEL_METRICS = tuple(name for name in SELECTABLE_METRICS  # what engine/metrics
                       if name in ("micro_f1", "macro_f1", "mean_r_precision", "lrap") or "_at_" in name)
 LEVEL_METRIC = re.compile(r"level_[1-9][0-9]*_")  # a level's metric under --label-hierarchy: level_1_micro_f1
 
+# Metric names older checkpoints, metrics.jsonl files and --select-metric values used.
+FORMER_METRIC_NAMES = {**{f"P@{k}": f"precision_at_{k}" for k in (1, 3, 5)},
+                       **{f"nDCG@{k}": f"ndcg_at_{k}" for k in (1, 3, 5)}, "mRP": "mean_r_precision"}
+
+
+def current_name(key: str) -> str:
+    """A metric's name, or a logged key that ends in one (`val_P@5`), as this version names it."""
+    for old, new in FORMER_METRIC_NAMES.items():
+        if key == old or key.endswith("_" + old):
+            return key[:len(key) - len(old)] + new
+    return key
+
 
 def selectable(name: str) -> bool:
     """A metric that can pick best.pt: one of SELECTABLE_METRICS, or a level's (`level_2_micro_f1`)."""

@@ -107,6 +107,12 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mallo
 MMAP_THRESHOLD = 32 << 20  # glibc's own upper bound for its adaptive threshold on 64-bit
 
 
+def prepare(cfg: dict, device) -> None:
+    """What a run or an evaluation with the fast paths on does before its first batch: freed memory kept for reuse."""
+    if enabled(cfg):
+        keep_freed_memory(device)
+
+
 def keep_freed_memory(device="cpu") -> bool:
     """On a CPU device, lets glibc keep freed blocks of up to 32 MB for reuse instead of handing them back to the
     kernel, which made every training step fault its activations in again (docs/results.md, Speed); larger blocks

@@ -7,7 +7,6 @@ import tempfile
 from engine.checkpoint import load_checkpoint
 from engine.config import check_machine, check_values
 from engine.settings import EXPORT_FIELDS
-from engine.errors import Interrupted
 from engine.interrupt import StopSignals
 from model.export_format import MANIFEST_FILE, REMOTE_CODE_FILE, ExportError, read_manifest, require_onnx
 from model.export_write import export_model
@@ -67,8 +66,7 @@ def export_checkpoint(flags: dict) -> dict:
         staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}{STAGING}{os.getpid()}-", dir=parent)
         try:
             result = export_model(state, os.path.join(staging, "export"), flags["format"])
-            if signals.received:  # its Interrupted was raised where Python ignores exceptions (a __del__ under GC)
-                raise Interrupted(signals.received)
+            signals.check()  # a signal whose exception was lost must not let the export into place
             move_into_place(os.path.join(staging, "export"), out, flags["overwrite"], flags["ckpt"], staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

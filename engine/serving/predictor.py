@@ -13,7 +13,7 @@ from data.tokenized import LongDoc, tokenize
 from engine.amp import inference_dtype, resolve_amp
 from engine.checkpoint import CheckpointError, load_checkpoint, served_problem
 from engine.compiling import compile_plan, compiled_module
-from engine.config import ConfigError
+from engine.config import ConfigError, config_problem
 from engine.formats import upgrade_export
 from engine.losses import build_loss
 from engine.predictions import collect_probabilities
@@ -69,8 +69,7 @@ def predictor_from_checkpoint(path: str, device: torch.device, amp: str | None, 
     plan = compile_plan(state["config"], device) if compile and device.type == "cuda" else "off"
     state["config"] = {**state["config"], "compiled": plan}  # this evaluation's, not the training's
     config = state["config"]
-    if cpu_fast.enabled(config):
-        cpu_fast.keep_freed_memory(device)
+    cpu_fast.prepare(config, device)
     amp_dtype = (resolve_amp(amp, device, cpu_fast.enabled(config)) if amp
                  else inference_dtype(config["amp_dtype"], device))
     try:
@@ -102,7 +101,7 @@ def predictor_from_export(folder: str, device: torch.device, batch_size: int | N
     limit = min(tokenizer.model_max_length, positions or tokenizer.model_max_length)
     state = {"config": meta["config"], "label_names": meta["label_names"], "thresholds": meta["thresholds"],
              "tfidf": meta.get("tfidf"), "hierarchy": meta.get("hierarchy")}
-    problem = served_problem(state, limit)
+    problem = config_problem(state["config"]) or served_problem(state, limit)
     if problem:
         raise ExportError(f"{folder}: not a usable export: {problem}")
     return Predictor(model, tokenizer, state, device, None, batch_size)

@@ -5,9 +5,16 @@ writes to it: it is what config.json and every checkpoint hold."""
 import os
 import time
 
+import torch
+
+from data.tokenized import default_stride
+from engine.amp import dtype_name, resolve_amp, trained_dtype
 from engine.checkpoint import load_checkpoint, resume_problem
+from engine.compiling import compile_plan
 from engine.config import ConfigError, check_machine, check_values, normalized, with_defaults
 from engine.settings import FIELDS, TRAIN_FIELDS
+from model import cpu_fast
+from model.encoders import attention_runs, load_encoder_config, position_limit, resolve_attention
 
 
 def default_output_dir(config: dict) -> str:
@@ -54,8 +61,6 @@ def resolve_run(given: dict) -> tuple[dict, dict | None, dict]:
 def refuse_rewind(path: str, resume: dict, output_dir: str, flag: str) -> None:
     """Continuing an earlier checkpoint (best.pt) in its own folder would replace the later epochs that last.pt and
     metrics.jsonl hold: refused, with the two ways that lose nothing."""
-    import torch
-
     last = os.path.join(output_dir, "last.pt")
     if os.path.dirname(os.path.abspath(path)) != output_dir or not os.path.isfile(last) or os.path.samefile(path, last):
         return
@@ -87,11 +92,6 @@ def resume_path(config: dict) -> str:
 def machine_settings(cfg: dict, device, encoder_config, trained_amp: str | None = None) -> dict:
     """What the config leaves to the machine: whether and how it compiles, the autocast dtype (`trained_amp`: the
     one a resumed run keeps) and the attention kernel the encoder runs (bench/ scripts take these too)."""
-    from engine.amp import dtype_name, resolve_amp, trained_dtype
-    from engine.compiling import compile_plan
-    from model import cpu_fast
-    from model.encoders import attention_runs, resolve_attention
-
     compiled = compile_plan(cfg, device)
     fast = cpu_fast.enabled({**cfg, "compiled": compiled})
     dtype = trained_dtype(trained_amp, device) if trained_amp else resolve_amp(cfg["amp"], device, fast)
@@ -103,8 +103,6 @@ def window_settings(cfg: dict, tokenizer, positions: int | None = None) -> dict:
     """--max-length against what the encoder can take (its tokenizer's model_max_length, and its `positions`:
     `model.encoders.position_limit`) and the special tokens it adds, and --stride against the window; an unset
     stride becomes a number, so config.json and the checkpoint hold it."""
-    from data.tokenized import default_stride
-
     limit = min(tokenizer.model_max_length, positions or tokenizer.model_max_length)
     if cfg["max_length"] > limit:
         raise ConfigError(f"--max-length {cfg['max_length']}: beyond the model's limit of {limit} tokens")
@@ -124,8 +122,6 @@ def resolved_for_machine(cfg: dict, device, world_size: int, tokenizer, encoder_
                          resume: dict | None = None, changes: dict | None = None) -> dict:
     """The config as this run runs it: `machine_settings`, `window_settings`, the device, the processes, the
     labels, and each resume with the settings it changed."""
-    from model.encoders import position_limit
-
     changes = changes or {}
     resumes = [] if not resume else [*resume["config"]["resumes"], {"step": resume["progress"]["step"], "changed": {
         name: {"from": old, "to": new} for name, (old, new) in changes.items()}}]
@@ -138,10 +134,6 @@ def resolved_for_machine(cfg: dict, device, world_size: int, tokenizer, encoder_
 def for_device(cfg: dict, device) -> dict:
     """A config with its `machine_settings` for `device`, and the CPU allocator kept as a run keeps it: what the
     bench/ scripts build their models and loops from (train.py resolves with `resolved_for_machine`)."""
-    from model import cpu_fast
-    from model.encoders import load_encoder_config
-
     cfg = {**cfg, **machine_settings(cfg, device, load_encoder_config(cfg["model"]))}
-    if cpu_fast.enabled(cfg):
-        cpu_fast.keep_freed_memory(device)
+    cpu_fast.prepare(cfg, device)
     return cfg

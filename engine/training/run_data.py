@@ -77,9 +77,10 @@ def build_data(cfg: dict, examples: RunExamples, tokenizer, device, rank: int = 
                             cfg["workers"],
                             rank, world_size, cfg["compiled"] != "off", cfg["max_length"])
 
-    train_loader = loader(train_set.without_tfidf(), cfg["batch_size"], True)
+    train_docs = train_set.without_tfidf()  # training and the fit read no TF-IDF rows per batch (train_set.tfidf)
+    train_loader = loader(train_docs, cfg["batch_size"], True)
     val_loader = loader(val_set, cfg["eval_batch_size"], False)
-    fit_loader = None if tfidf is None else loader(train_set.without_tfidf(), cfg["eval_batch_size"], False)
+    fit_loader = None if tfidf is None else loader(train_docs, cfg["eval_batch_size"], False)
     fingerprints = {split: splits[split].fingerprint() for split in ("train", "validation")}
     return RunData(splits, label_names, tokenizer, train_loader, val_loader, fingerprints, tfidf, fit_loader,
                    train_set.tfidf, examples.hierarchy)

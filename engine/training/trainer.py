@@ -91,16 +91,15 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals, after
     tokenizer = load_tokenizer(cfg["model"])
     cfg = resolved_for_machine(cfg, device, world_size, tokenizer, load_encoder_config(cfg["model"]),
                                len(examples.label_names), resume, changes)
-    if cpu_fast.enabled(cfg):
-        cpu_fast.keep_freed_memory(device)
+    cpu_fast.prepare(cfg, device)
     data = build_data(cfg, examples, tokenizer, device, rank, world_size, log, resume["tfidf"] if resume else None)
     if resume:
         refuse_changed_data(resume.get("data_fingerprints"), data, cfg["resume"])
-    state, loss_fn, pos_weight, prior = start_state(cfg, data, resume, changes, device, log)
+    steps_per_epoch = -(-len(data.train_loader) // cfg["grad_accum"])
+    state, loss_fn, pos_weight, prior = start_state(cfg, data, steps_per_epoch, resume, changes, device, log)
     state.wrap(world_size > 1, cfg["compiled"])
     checkpoints = Checkpoints(cfg, data, state, pos_weight, prior, folder, signals, world_size)
     logger = open_run_folder(cfg, data, folder, resume, state.progress)
-    steps_per_epoch = -(-len(data.train_loader) // cfg["grad_accum"])
     log(f"device {device} x{world_size}, amp {cfg['amp_dtype']}, attention {cfg['attention_impl']}, compile "
         f"{cfg['compiled']}, {steps_per_epoch} steps per epoch; run folder {cfg['output_dir']}")
     run = Run(cfg, data, state, loss_fn, prior, logger, checkpoints, signals, log)
@@ -133,10 +132,10 @@ def train(cfg, resume, changes, device, rank, world_size, folder, signals, after
             "output_dir": cfg["output_dir"]}
 
 
-def start_state(cfg: dict, data: RunData, resume: dict | None, changes: dict, device, log) -> tuple:
+def start_state(cfg: dict, data: RunData, steps_per_epoch: int, resume: dict | None, changes: dict, device,
+                log) -> tuple:
     """(the training state, the loss, its pos_weight and label prior): a fresh run's, or the checkpoint's restored
     with the settings a resume changes applied from its step on."""
-    steps_per_epoch = -(-len(data.train_loader) // cfg["grad_accum"])
     state = build_train_state(cfg, len(data.label_names), steps_per_epoch * cfg["epochs"], device,
                               len(data.tfidf) if data.tfidf is not None else 0)
     loss_fn, pos_weight, prior = training_loss(cfg, data.splits["train"].labels, len(data.label_names), device)
