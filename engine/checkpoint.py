@@ -11,6 +11,7 @@ from data.hierarchy import hierarchy_problem
 from engine.config import ConfigError, config_problem, to_stderr
 from engine.files import atomic_write, fsync_folder
 from engine.formats import ADDED_KEYS, upgrade_checkpoint
+from model.fused_head import SPARSE_KEYS
 
 
 class CheckpointError(InputError):
@@ -143,9 +144,10 @@ def served_problem(state: dict, positions: int | None = None) -> str | None:
     encoder's `positions`) its max_length. Its config has passed `config_problem` (load_checkpoint, the export's
     loader)."""
     config, names = state["config"], state["label_names"]
-    weight = state["model"].get("fused.tfidf_weight") if isinstance(state.get("model"), dict) else None
+    weights = state["model"] if isinstance(state.get("model"), dict) else {}
+    sparse = {key: weights.get(f"fused.{key}") for key in SPARSE_KEYS}
     return (labels_problem(names, state.get("thresholds"))
-            or tfidf_problem(state.get("tfidf"), config["features"], weight, len(names))
+            or tfidf_problem(state.get("tfidf"), config["features"], sparse if weights else None, len(names))
             or hierarchy_problem(state.get("hierarchy"), names) or window_problem(config, positions))
 
 
@@ -161,8 +163,10 @@ def all_finite(tensor: torch.Tensor, part: int = 1 << 22) -> bool:
     return all(bool(torch.isfinite(values).all()) for values in tensor.reshape(-1).split(part))
 
 
-def tfidf_problem(tfidf, features: str, weight, num_labels: int) -> str | None:
-    """What is wrong with a checkpoint's (or an export's) TF-IDF vocabulary against its fused head, or None."""
+def tfidf_problem(tfidf, features: str, sparse: dict | None, num_labels: int) -> str | None:
+    """What is wrong with a checkpoint's (or an export's) TF-IDF vocabulary against its fused head's sparse TF-IDF
+    weights (`sparse`: {SPARSE_KEYS: tensors}, where `state` has them), or None. The weights are checked whole:
+    torch reads sparse indices unchecked, so an index out of place would read memory it does not own."""
     if features == "encoder":
         return None
     if not isinstance(tfidf, dict) or not isinstance(tfidf.get("terms"), list) \
@@ -171,9 +175,19 @@ def tfidf_problem(tfidf, features: str, weight, num_labels: int) -> str | None:
     idf = tfidf.get("idf")
     if len(idf if isinstance(idf, (list, torch.Tensor)) else []) != len(tfidf["terms"]):
         return f"its TF-IDF vocabulary has {len(tfidf['terms'])} terms but not one idf value each"
-    if weight is not None and tuple(weight.shape) != (max(1, len(tfidf["terms"])), num_labels):
-        return (f"its fused head's TF-IDF weights are {tuple(weight.shape)}, not {len(tfidf['terms'])} terms x "
-                f"{num_labels} labels")
+    if sparse is None:
+        return None
+    offsets, labels, weights = (sparse[key] for key in SPARSE_KEYS)
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 1 for t in (offsets, labels, weights)):
+        return f"its fused head has no sparse TF-IDF weights ({', '.join('fused.' + k for k in SPARSE_KEYS)})"
+    if len(offsets) != max(1, len(tfidf["terms"])) + 1:
+        return (f"its fused head's TF-IDF weights are over {len(offsets) - 1} terms, but its vocabulary has "
+                f"{len(tfidf['terms'])}")
+    kept = len(weights)
+    if offsets.is_floating_point() or labels.is_floating_point() or len(labels) != kept or int(offsets[0]) != 0 \
+            or int(offsets[-1]) != kept or bool((offsets[1:] < offsets[:-1]).any()) \
+            or (kept and not 0 <= int(labels.min()) <= int(labels.max()) < num_labels):
+        return f"its fused head's sparse TF-IDF weights are not {len(offsets) - 1} terms x {num_labels} labels in CSR"
     return None
 
 

@@ -7,17 +7,24 @@ Checkpoint formats (the checkpoint's "format" key):
      as a switch becomes on/off, each setting added since is filled in with the value those runs ran with
      (`Field.before`, engine/settings.py), and the keys added since (tuned thresholds, pos_weight, label_prior,
      data_fingerprints, tfidf, hierarchy) are None.
-  2  today's.
+  2  checkpoints before the fused head's TF-IDF block was stored sparse (a dense terms x labels
+     `fused.tfidf_weight`). Upgraded to 3: that block as CSR arrays of its nonzeros (model/fused_head.py,
+     SPARSE_KEYS), so its logits are the same; `tfidf_prune` 0 (unpruned).
+  3  today's.
 Export formats (the metadata's "format_version", model/export_format.py):
   1  exports before checkpoints were numbered: their run config is a format-1 checkpoint's, upgraded alike.
-  2  today's: the run config of a format-2 checkpoint.
+  2  the run config of a format-2 checkpoint; a fused head's dense TF-IDF block in model.safetensors (an HF
+     folder: converted as a checkpoint's when read, model/fused_head.py's `sparse_state`) or in the graph (ONNX: served as it is).
+  3  today's: a format-3 checkpoint's config; the TF-IDF block sparse in model.safetensors, and beside an ONNX
+     graph in tfidf_weights.npz (the graph reads tfidf . W as an input: data/tfidf.py computes it).
 A change to what a checkpoint holds adds a format here: its number, one upgrade function from the one before, and
 a fixture of the old format in tests/fixtures/."""
 from engine.config import ConfigError
 from engine.settings import REQUIRED, TRAIN_FIELDS, current_name
 from model.export_format import FORMAT_VERSION
+from model.fused_head import sparse_state
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 # Settings renamed: old name -> (new name, the old value as the new setting's)
 RENAMED = {"freeze_word_embeddings": ("freeze_embeddings", lambda on: "word" if on else "none")}
 ADDED_KEYS = ("thresholds", "pos_weight", "label_prior", "data_fingerprints", "tfidf", "hierarchy")
@@ -64,7 +71,15 @@ def checkpoint_1_to_2(state: dict, filled: dict) -> dict:
     return state
 
 
-CHECKPOINT_UPGRADES = {1: checkpoint_1_to_2}  # format N -> N + 1
+def checkpoint_2_to_3(state: dict, filled: dict) -> dict:
+    config = dict(state["config"])
+    if "tfidf_prune" not in config:
+        config["tfidf_prune"] = filled["tfidf_prune"] = 0.0
+    model = sparse_state(state["model"]) if isinstance(state.get("model"), dict) else state.get("model")
+    return {**state, "config": config, "model": model, "format": 3}
+
+
+CHECKPOINT_UPGRADES = {1: checkpoint_1_to_2, 2: checkpoint_2_to_3}  # format N -> N + 1
 
 
 def format_of(found, latest: int, what: str) -> int:
@@ -90,7 +105,14 @@ def export_1_to_2(meta: dict, filled: dict) -> dict:
     return {**meta, "config": config_1_to_2(meta["config"], filled), "format_version": 2}
 
 
-EXPORT_UPGRADES = {1: export_1_to_2}
+def export_2_to_3(meta: dict, filled: dict) -> dict:
+    config = dict(meta["config"])
+    if "tfidf_prune" not in config:
+        config["tfidf_prune"] = filled["tfidf_prune"] = 0.0
+    return {**meta, "config": config, "format_version": 3}
+
+
+EXPORT_UPGRADES = {1: export_1_to_2, 2: export_2_to_3}
 
 
 def upgrade_export(meta: dict) -> tuple[dict, dict]:

@@ -130,14 +130,19 @@ TRAIN_FIELDS = (
           "after each epoch, a squared-hinge SVM per label); auto: both, and after each epoch's validation whichever "
           "head scored the better --select-metric predicts (on EU law the fused one, on tweets the encoder's own; "
           "docs/guide.md, EU law)", MODEL, choices=("auto", "encoder", "both"), before="encoder"),
-    Field("tfidf_terms", 200_000, "TF-IDF vocabulary (words and bigrams in at least 2 training texts) at most, and "
-          "fewer where terms x labels x 4 bytes would pass 1 GiB (the fused head)", MODEL, int, check="at_least_1",
-          before=200_000),
+    Field("tfidf_terms", 200_000, "TF-IDF vocabulary (words and bigrams in at least 2 training texts) at most (the "
+          "fused head)", MODEL, int, check="at_least_1", before=200_000),
+    Field("tfidf_prune", 0.01, "the fused head's TF-IDF weights below this in size are dropped after each fit and "
+          "the rest stored sparse, as DiSMEC prunes: 0.01 kept a few percent of them at no loss of validation F1 or "
+          "P@5 (docs/results.md, EU law: the fit)", MODEL, float, check="zero_or_more", before=0.0),
     Field("embedding_scale", 2.0, "the L2-normalised embedding's scale beside the L2-normalised TF-IDF vector when the "
           "fused head is fitted: its weight against the TF-IDF terms' under the same regularisation (the fused head; "
           "chosen on EU laws: docs/results.md, EU law)", MODEL, float, check="positive", before=2.0),
     Field("svm_c", 2.0, "C (inverse regularisation) of the fused head's fit (the fused head; chosen on EU laws)",
           MODEL, float, check="positive", before=2.0),
+    Field("svm_solver", "dual", "how the fused head's SVMs are fitted (liblinear-multicore): dual, coordinate descent "
+          "from scratch, the fastest single fit; primal, Newton's method started from the last epoch's weights "
+          "(docs/results.md, EU law: the fit)", MODEL, choices=("dual", "primal"), before="dual"),
     Field("freeze_embeddings", "word", "keep embeddings as pretrained: word (the word-embedding matrix: half of "
           "MiniLM's weights, which a dense AdamW update would rewrite every step for the few hundred rows a batch "
           "uses) or all (also position and token-type embeddings and their LayerNorm)", MODEL,

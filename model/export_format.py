@@ -8,7 +8,7 @@ from data.errors import InputError
 METADATA_KEY = "multi_label"
 
 
-FORMAT_VERSION = 2  # engine/formats.py: what each format holds, and the upgrade of older ones
+FORMAT_VERSION = 3  # engine/formats.py: what each format holds, and the upgrade of older ones
 
 
 ONNX_FILE = "model.onnx"
@@ -23,7 +23,7 @@ AGREEMENT = 1e-4  # the largest difference of a probability an export may show a
 MANIFEST_FILE = "export-manifest.json"  # the files an export wrote, with their sizes: written last
 
 
-BINARY = (".safetensors", ".onnx", ".bin")  # files whose size must be as written (hand-edited text files may differ)
+BINARY = (".safetensors", ".onnx", ".bin", ".npz")  # files whose size must be as written (hand-edited text files may differ)
 
 
 class ExportError(InputError):

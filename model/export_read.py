@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from data.tfidf import FILE_NAME as TFIDF_FILE
-from data.tfidf import TfidfVocabulary
+from data.tfidf import WEIGHTS_FILE, TfidfVocabulary, TfidfWeights
 from model.classifier import document_rows
 from model.export_format import METADATA_KEY, ONNX_FILE, ExportError, export_problem
+from model.fused_head import SPARSE_KEYS, sparse_state
 
 class ServedModel(nn.Module):
     """An exported model behind the classifier's call: (input_ids, attention_mask, window_doc, num_docs,
@@ -21,6 +22,10 @@ class ServedModel(nn.Module):
     def __init__(self, logits_of, chunk_pool: str, module: nn.Module | None = None):
         super().__init__()
         self.logits_of, self.chunk_pool, self.module = logits_of, chunk_pool, module
+        # the fused head's sparse TF-IDF weights ({SPARSE_KEYS: tensors}), which the loader checks as a
+        # checkpoint's; None without a fused head
+        fused = getattr(module, "fused", None)
+        self.tfidf_weights = None if fused is None else {key: getattr(fused, key) for key in SPARSE_KEYS}
 
     def forward(self, input_ids, attention_mask, window_doc=None, num_docs=None, window_groups=None, tfidf_ids=None,
                 tfidf_values=None):
@@ -119,18 +124,36 @@ def hf_model(folder: str, device: str) -> tuple[ServedModel, dict]:
     transformers_logging.disable_progress_bar()
     try:
         if config.get("model_type") == MultiLabelEncoderConfig.model_type:
-            model = MultiLabelEncoderClassifier.from_pretrained(
-                folder, config=MultiLabelEncoderConfig.from_pretrained(folder))
+            model = own_model(folder, MultiLabelEncoderClassifier, MultiLabelEncoderConfig)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False)
         model = model.to(device).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ExportError(f"{folder}: cannot load the model: {str(e).splitlines()[0][:200]}") from None
+
     def logits_of(ids, mask, *tfidf):
         return model(input_ids=ids, attention_mask=mask, **dict(zip(("tfidf_ids", "tfidf_values"), tfidf))).logits
 
     served = ServedModel(logits_of, meta["config"]["chunk_pool"], model)
     return served, meta
+
+
+def own_model(folder: str, model_class, config_class):
+    """model/hf_modeling.py's class with the folder's weights, loaded whole (strict): a folder of export format 2
+    holds its fused head's TF-IDF block dense, read as today's sparse block (`sparse_state`)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config = config_class.from_pretrained(folder)
+    try:
+        weights = sparse_state(load_file(os.path.join(folder, "model.safetensors")))
+    except SafetensorError as e:
+        raise ValueError(f"model.safetensors: {e}") from None
+    kept = weights.get("fused.tfidf_weights")
+    config.tfidf_kept = 0 if kept is None else len(kept)
+    model = model_class(config)
+    model.load_state_dict(weights, strict=True)
+    return model
 
 
 def onnx_model(path: str, device: str) -> tuple[ServedModel, dict]:
@@ -152,12 +175,28 @@ def onnx_model(path: str, device: str) -> tuple[ServedModel, dict]:
         raise ExportError(f"{path}: its model gives {width} logits, but its {METADATA_KEY} names "
                           f"{len(meta['label_names'])} labels; export again from the checkpoint")
 
+    names = {node.name for node in session.get_inputs()}
+    weights = None
+    if "tfidf_scores" in names:  # export format 3: the TF-IDF part is computed beside the graph
+        try:
+            weights = TfidfWeights.load(os.path.dirname(path))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ExportError(f"{os.path.join(os.path.dirname(path), WEIGHTS_FILE)}: the fused head's TF-IDF "
+                              f"weights cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
     def logits_of(ids, mask, *tfidf):
         inputs = {"input_ids": ids.cpu().numpy().astype(np.int64),
                   "attention_mask": mask.cpu().numpy().astype(np.int64)}
-        if tfidf:
+        if tfidf and weights is not None:
+            inputs["tfidf_scores"] = weights.scores(tfidf[0].cpu().numpy(), tfidf[1].cpu().numpy())
+        elif tfidf:  # export format 2: the graph holds the dense block
             inputs.update(tfidf_ids=tfidf[0].cpu().numpy().astype(np.int64),
                           tfidf_values=tfidf[1].cpu().numpy().astype(np.float32))
         return torch.from_numpy(session.run(["logits"], inputs)[0]).to(ids.device)
 
-    return ServedModel(logits_of, meta["config"]["chunk_pool"]), meta
+    served = ServedModel(logits_of, meta["config"]["chunk_pool"])
+    if weights is not None:
+        served.tfidf_weights = {"tfidf_offsets": torch.from_numpy(weights.offsets),
+                                "tfidf_labels": torch.from_numpy(weights.labels),
+                                "tfidf_weights": torch.from_numpy(weights.weights)}
+    return served, meta

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from data.tfidf import FILE_NAME as TFIDF_FILE
-from data.tfidf import TfidfVocabulary
+from data.tfidf import TfidfVocabulary, TfidfWeights
 from model.classifier import build_from_checkpoint
 from model.encoders import supported_attention
 from model.export_format import (AGREEMENT, FORMAT_VERSION, METADATA_KEY, ONNX_FILE, REMOTE_CODE_FILE, ExportError,
@@ -91,9 +91,11 @@ def remote_code_model(classifier: nn.Module, state: dict):
     from model.hf_modeling import MultiLabelEncoderClassifier, MultiLabelEncoderConfig
 
     module = os.path.splitext(REMOTE_CODE_FILE)[0]
-    tfidf_size = len(state["tfidf"]["terms"]) if classifier.fused is not None else None
+    fused = classifier.fused
     config = MultiLabelEncoderConfig(encoder_config=state["encoder_config"], pooling=state["config"]["pooling"],
-                                     tfidf_size=tfidf_size, chunk_pool=state["config"]["chunk_pool"],
+                                     tfidf_size=None if fused is None else fused.tfidf_size,
+                                     tfidf_kept=0 if fused is None else len(fused.tfidf_weights),
+                                     chunk_pool=state["config"]["chunk_pool"],
                                      **label_maps(state["label_names"]), **{METADATA_KEY: metadata(state)})
     config.auto_map = {"AutoConfig": f"{module}.MultiLabelEncoderConfig",
                        "AutoModelForSequenceClassification": f"{module}.MultiLabelEncoderClassifier"}
@@ -103,15 +105,21 @@ def remote_code_model(classifier: nn.Module, state: dict):
 
 
 class ProbabilitiesAndLogits(nn.Module):
-    """The graph ONNX gets: a window's sigmoid probabilities, and its logits (which chunked documents pool); with a
-    fused head it reads the window's document's TF-IDF vector too."""
+    """The graph ONNX gets: a window's sigmoid probabilities, and its logits (which chunked documents pool). With a
+    fused head it reads `tfidf_scores` too, the window's document's TF-IDF vector times the head's sparse TF-IDF
+    block (data/tfidf.py's TfidfWeights computes them from tfidf_weights.npz): ONNX has no sparse product."""
 
     def __init__(self, classifier: nn.Module):
         super().__init__()
         self.classifier = classifier
 
-    def forward(self, input_ids, attention_mask, tfidf_ids=None, tfidf_values=None):
-        logits = self.classifier(input_ids, attention_mask, tfidf_ids=tfidf_ids, tfidf_values=tfidf_values)
+    def forward(self, input_ids, attention_mask, tfidf_scores=None):
+        if tfidf_scores is None:
+            logits = self.classifier(input_ids, attention_mask)
+        else:
+            fused = self.classifier.fused
+            embedding = self.classifier.window_embedding(input_ids, attention_mask)
+            logits = fused.embedding_logits(embedding) + tfidf_scores + fused.bias
         return torch.sigmoid(logits), logits
 
 
@@ -164,7 +172,13 @@ def export_model(state: dict, folder: str, fmt: str) -> dict:
     if fused:
         write_tfidf(state["tfidf"], folder)
     if fmt == "onnx":
-        write_onnx(classifier, state, os.path.join(folder, ONNX_FILE), (ids, mask, *tfidf) if fused else (ids, mask))
+        example = (ids, mask)
+        if fused:
+            head = classifier.fused
+            weights = TfidfWeights(head.tfidf_offsets, head.tfidf_labels, head.tfidf_weights, head.num_labels)
+            weights.save(folder)
+            example = (ids, mask, torch.from_numpy(weights.scores(tfidf[0].numpy(), tfidf[1].numpy())))
+        write_onnx(classifier, state, os.path.join(folder, ONNX_FILE), example)
         served, chosen, remote = load_exported(folder)[0], "onnx", False
     else:
         model = native_model(classifier, state) if state["config"]["pooling"] == "cls" and not fused else None
@@ -202,9 +216,9 @@ def write_tfidf(tfidf: dict, folder: str) -> None:
 def write_onnx(classifier: nn.Module, state: dict, path: str, example: tuple) -> None:
     """ONNX through torch.export (dynamic batch and length), with `metadata(state)` as JSON in the model's
     metadata_props. The exporter's progress lines, warnings and log are kept off the console."""
-    batch, length, terms = torch.export.Dim("batch"), torch.export.Dim("length"), torch.export.Dim("terms")
-    names = ["input_ids", "attention_mask", "tfidf_ids", "tfidf_values"][:len(example)]
-    shapes = {name: {0: batch, 1: terms if name.startswith("tfidf") else length} for name in names}
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    names = ["input_ids", "attention_mask", "tfidf_scores"][:len(example)]
+    shapes = {name: {0: batch} if name == "tfidf_scores" else {0: batch, 1: length} for name in names}
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

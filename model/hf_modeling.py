@@ -19,9 +19,10 @@ class MultiLabelEncoderConfig(PretrainedConfig):
     model_type = "multilabel-encoder"
 
     def __init__(self, encoder_config: dict | None = None, pooling: str = "mean", tfidf_size: int | None = None,
-                 chunk_pool: str = "max", **kwargs):
+                 chunk_pool: str = "max", tfidf_kept: int = 0, **kwargs):
         self.encoder_config = dict(encoder_config or {"model_type": "bert"})
         self.pooling, self.tfidf_size, self.chunk_pool = pooling, tfidf_size, chunk_pool
+        self.tfidf_kept = tfidf_kept  # the fused head's sparse TF-IDF weights: how many the folder holds
         kwargs.setdefault("problem_type", "multi_label_classification")
         super().__init__(**kwargs)
 
@@ -45,7 +46,8 @@ class MultiLabelEncoderClassifier(PreTrainedModel):
             self.encoder.pooler = None
         self.head = nn.Linear(self.encoder.config.hidden_size, config.num_labels)
         self.fused = None if config.tfidf_size is None else FusedHead(
-            config.tfidf_size, self.encoder.config.hidden_size, config.num_labels)
+            config.tfidf_size, self.encoder.config.hidden_size, config.num_labels,
+            tfidf_kept=getattr(config, "tfidf_kept", 0))
         self.post_init()
 
     def _init_weights(self, module):

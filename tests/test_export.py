@@ -85,7 +85,7 @@ def test_checkpoint_hf_folder_and_onnx_label_long_documents_alike(features, chun
 
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"] + (
-        ["tfidf_ids", "tfidf_values"] if features == "both" else [])
+        ["tfidf_scores"] if features == "both" else [])
     assert [o.name for o in session.get_outputs()] == ["probabilities", "logits"]
     stored = json.loads(session.get_modelmeta().custom_metadata_map["multi_label"])
     assert stored["label_names"] == ["apple", "banana", "cherry", "date", "elder"] and stored["thresholds"]
@@ -154,7 +154,8 @@ def test_overwrite_replaces_an_earlier_export_whole_and_nothing_else(trained_run
 def test_a_fused_model_serves_alike_from_its_checkpoint_hf_folder_and_onnx_with_the_folders_own_tfidf(
         synthetic_folder, tmp_path, capsys):
     """The fused head (--features both) reads the text's TF-IDF vector: the folders carry the vocabulary
-    (tfidf.json) and the code that computes the vector from it (tfidf.py), and each route gives the checkpoint's
+    (tfidf.json) and the code that computes the vector from it (tfidf.py; for ONNX, whose graph has no sparse
+    product, its product with the head's sparse TF-IDF weights too), and each route gives the checkpoint's
     probabilities from them; transformers' pipeline, which cannot pass the vector, is refused in one line."""
     import sys
 
@@ -170,7 +171,7 @@ def test_a_fused_model_serves_alike_from_its_checkpoint_hf_folder_and_onnx_with_
 
     sys.path.insert(0, hf)  # what README tells a user of the folder to run
     try:
-        from tfidf import TfidfVocabulary
+        from tfidf import TfidfVocabulary, TfidfWeights
     finally:
         sys.path.remove(hf)
         sys.modules.pop("tfidf", None)
@@ -193,5 +194,5 @@ def test_a_fused_model_serves_alike_from_its_checkpoint_hf_folder_and_onnx_with_
         encoded = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="np")
         found = session.run(["probabilities"], {"input_ids": encoded["input_ids"].astype(np.int64),
                                                 "attention_mask": encoded["attention_mask"].astype(np.int64),
-                                                "tfidf_ids": ids, "tfidf_values": values})[0]
+                                                "tfidf_scores": TfidfWeights.load(onnx).scores(ids, values)})[0]
         assert np.abs(found - ours).max() <= 1e-4

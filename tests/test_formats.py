@@ -9,6 +9,7 @@ import torch
 import evaluate
 import export
 import predict
+from model.export_format import FORMAT_VERSION
 from conftest import ROOT, expect_error, synthetic_rows, write_flag_tsv
 
 FORMAT_1 = os.path.join(ROOT, "tests", "fixtures", "format-1")
@@ -43,14 +44,15 @@ def test_a_format_1_checkpoint_evaluates_as_it_did(tmp_path, capsys):
 def test_a_format_1_checkpoint_and_its_exports_predict_as_they_did(route, capsys):
     then = format_1_predictions()
     now = predicted(os.path.join(FORMAT_1, route), then["texts"], capsys)
-    assert largest_difference(now, then["probabilities"]) <= (1e-6 if route == "last.pt" else 1e-4)
+    # printed to 6 decimals: the fused head's sparse sum (format 3) may move the last digit of the dense one's
+    assert largest_difference(now, then["probabilities"]) <= (2e-6 if route == "last.pt" else 1e-4)
 
 
 def test_a_format_1_checkpoint_exports_to_todays_format(tmp_path, capsys):
     out = tmp_path / "hf"
     export.main(["--ckpt", os.path.join(FORMAT_1, "last.pt"), "--out", str(out)])
     with open(out / "config.json") as f:
-        assert json.load(f)["multi_label"]["format_version"] == 2
+        assert json.load(f)["multi_label"]["format_version"] == FORMAT_VERSION
     then = format_1_predictions()
     assert largest_difference(predicted(str(out), then["texts"], capsys), then["probabilities"]) <= 1e-4
 

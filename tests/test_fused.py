@@ -48,15 +48,6 @@ def test_tfidf_vectors_are_scikit_learns():
     assert np.array_equal(again.batch(texts)[1], padded_values)
 
 
-def test_the_vocabulary_is_cut_to_the_weight_budget_at_many_labels(monkeypatch):
-    texts = [text for text, _ in synthetic_rows(200, seed=6)]
-    assert len(head_fit.fit_vocabulary(texts, 10_000, num_labels=5, log=print)) > 40
-    monkeypatch.setattr(head_fit, "WEIGHT_BUDGET_BYTES", 4 * 5 * 30)  # 30 terms x 5 labels x 4 bytes
-    lines = []
-    cut = head_fit.fit_vocabulary(texts, 10_000, num_labels=5, log=lines.append)
-    assert len(cut) == 30 and "at most 30 at 5 labels" in lines[0]
-
-
 @pytest.mark.slow
 def test_a_frozen_encoder_with_a_fused_head_learns_in_one_pass(tiny_bert, synthetic_folder, tmp_path, capsys):
     """--epochs 0: no fine-tuning; the head is fitted over the random encoder's embedding and the TF-IDF vectors,
@@ -69,7 +60,10 @@ def test_a_frozen_encoder_with_a_fused_head_learns_in_one_pass(tiny_bert, synthe
     assert "train_loss" not in record and record["train_fit_seconds"] > 0
     state = load_checkpoint(str(out / "best.pt"))
     assert state["config"]["features"] == "both" and bool(state["model"]["fused.active"])
-    assert len(state["tfidf"]["terms"]) == state["model"]["fused.tfidf_weight"].shape[0]
+    assert len(state["tfidf"]["terms"]) + 1 == len(state["model"]["fused.tfidf_offsets"])
+    kept = len(state["model"]["fused.tfidf_weights"])  # pruned at |w| >= 0.01 and stored sparse
+    assert 0 < kept < len(state["tfidf"]["terms"]) * len(state["label_names"])
+    assert state["model"]["fused.tfidf_weights"].abs().min() >= 0.01
     # the encoder is exactly as pretrained
     from transformers import AutoModel
 
@@ -88,6 +82,18 @@ def test_a_frozen_encoder_with_a_fused_head_learns_in_one_pass(tiny_bert, synthe
 def test_epochs_0_without_the_fused_head_is_refused(tiny_bert, synthetic_folder, tmp_path, capsys):
     expect_error(train.main, tiny_train_args(tiny_bert, synthetic_folder, tmp_path / "run", "--epochs", "0",
                                              "--features", "encoder"), capsys, "--epochs 0: trains nothing")
+
+
+def test_a_fused_run_without_liblinear_is_refused_before_it_reads_anything(tiny_bert, tmp_path, capsys,
+                                                                            monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liblinear" else
+                        find_spec(name, *a))
+    expect_error(train.main, tiny_train_args(tiny_bert, str(tmp_path / "no-such-data"), tmp_path / "run",
+                                             "--features", "both"), capsys, "pip install -e '.[fused]'")
+    assert not (tmp_path / "run").exists()
 
 
 def test_tfidf_vectors_are_cached_with_the_token_ids_and_keyed_by_the_vocabulary(tiny_bert, tmp_path, monkeypatch):
@@ -165,3 +171,109 @@ def test_auto_predicts_with_whichever_head_validated_better(tiny_bert, synthetic
     export.main(["--ckpt", str(tmp_path / "encoder.pt"), "--out", str(tmp_path / "hf")])
     exported = json.load(open(tmp_path / "hf" / "config.json"))
     assert exported["multi_label"]["config"]["features"] == "encoder" and not (tmp_path / "hf" / "tfidf.json").exists()
+
+
+def test_the_sparse_tfidf_block_scores_as_the_dense_one_in_torch_and_in_numpy():
+    """The fused head's TF-IDF block stored sparse (CSR over terms) gives the dense block's scores, padded rows and
+    empty rows included, in torch (the checkpoint, the HF folder) and in NumPy (data/tfidf.py, for ONNX); a
+    format-2 state dict's dense block becomes that sparse block (engine/formats.py)."""
+    from data.tfidf import TfidfWeights
+    from model.fused_head import FusedHead, sparse_state
+
+    generator = torch.Generator().manual_seed(0)
+    dense = torch.randn(40, 6, generator=generator)
+    dense[dense.abs() < 1.0] = 0
+    ids = torch.randint(0, 40, (5, 7), generator=generator)
+    values = torch.rand(5, 7, generator=generator)
+    ids[:, -2:], values[:, -2:] = 0, 0  # padding
+    ids[3], values[3] = 0, 0  # an empty text
+    ids[4, 1] = ids[4, 0]  # a repeated term is summed
+    expected = torch.nn.functional.embedding_bag(ids, dense, per_sample_weights=values, mode="sum")
+    state = sparse_state({"fused.tfidf_weight": dense, "fused.bias": torch.zeros(6)})
+    assert "fused.tfidf_weight" not in state and len(state["fused.tfidf_weights"]) == int((dense != 0).sum())
+    head = FusedHead(40, 8, 6)
+    head.load_state_dict({**{k.removeprefix("fused."): v for k, v in state.items()},
+                          "embedding_weight": torch.zeros(6, 8), "active": torch.tensor(True)})
+    assert torch.allclose(head.tfidf_scores(ids, values), expected, atol=1e-6)
+    weights = TfidfWeights(head.tfidf_offsets, head.tfidf_labels, head.tfidf_weights, 6)
+    assert np.abs(weights.scores(ids.numpy(), values.numpy()) - expected.numpy()).max() < 1e-6
+    with pytest.raises(ValueError, match="CSR"):
+        TfidfWeights(head.tfidf_offsets, head.tfidf_labels + 6, head.tfidf_weights, 6)
+
+
+def test_the_fit_prunes_and_starts_from_the_last_weights_to_the_same_optimum():
+    """fit_head keeps the TF-IDF weights of at least --tfidf-prune in size; started from an earlier fit's weights
+    (warm_start) it reaches the optimum a fit from zeros does (the problem is convex), to liblinear's tolerance."""
+    import scipy.sparse as sp
+
+    from model.fused_head import FusedHead
+
+    features = sp.random(300, 60, density=0.2, format="csr", random_state=1, dtype=np.float64)
+    labels = [list(np.flatnonzero(features[row, :3].toarray()[0] > 0)) or [3] for row in range(300)]
+    prior = torch.tensor([np.mean([j in row for row in labels]) for j in range(5)], dtype=torch.float32)
+    cold = head_fit.fit_head(features, labels, 1.0, prior, 2, 50, 0.05, "primal")
+    assert cold[0]["tfidf_weights"].abs().min() >= 0.05 and prior[4] == 0 and cold[2][4] < -5  # label 4: none
+    head = FusedHead(50, 9, 5)  # columns: 50 terms, 9 of the embedding, the bias
+    head.set_weights(cold[0], torch.from_numpy(cold[1].T), torch.from_numpy(cold[2]))
+    warm = head_fit.fit_head(features, labels, 1.0, prior, 1, 50, 0.05, "primal", head_fit.warm_start(head, 1.0))
+    assert torch.equal(warm[0]["tfidf_offsets"], cold[0]["tfidf_offsets"])
+    # liblinear stops at a gradient 1% of the start's (-e 0.01): both fits are that near the one optimum
+    assert (warm[0]["tfidf_weights"] - cold[0]["tfidf_weights"]).abs().max() < 0.02 * cold[0]["tfidf_weights"].abs().max()
+
+
+def test_the_dual_fit_gives_the_same_weights_in_any_number_of_processes_and_linearsvcs_optimum(monkeypatch):
+    """The dual solver's shuffles draw from one seed per process: blocks of labels, each in a process of its own,
+    make the weights the same with 1 or 3 processes; they are LinearSVC's (the same objective), to liblinear's
+    tolerance."""
+    import scipy.sparse as sp
+    from sklearn.svm import LinearSVC
+
+    monkeypatch.setattr(head_fit, "BLOCK", 2)
+    features = sp.hstack([sp.random(200, 30, density=0.3, format="csr", random_state=2), np.ones((200, 1))],
+                         format="csr")
+    labels = [[j for j in range(5) if features[row, j] > 0.4] for row in range(200)]
+    prior = torch.tensor([np.mean([j in row for row in labels]) for j in range(5)], dtype=torch.float32)
+    one, three = (head_fit.fit_head(features, labels, 1.0, prior, jobs, 25, 0.0) for jobs in (1, 3))
+    assert all(torch.equal(one[0][k], three[0][k]) for k in one[0]) and np.array_equal(one[1], three[1])
+    y = np.array([0 in row for row in labels])
+    svm = LinearSVC(C=1.0).fit(features[:, :-1], y)
+    dense = np.zeros(25)
+    column = one[0]["tfidf_labels"].numpy() == 0
+    rows = np.repeat(np.arange(25), np.diff(one[0]["tfidf_offsets"].numpy()))
+    dense[rows[column]] = one[0]["tfidf_weights"].numpy()[column]
+    assert np.abs(dense - svm.coef_[0][:25]).max() < 0.05 and abs(one[2][0] - svm.intercept_[0]) < 0.05
+
+
+@pytest.mark.slow
+def test_a_frozen_encoders_embeddings_are_cached_and_never_read_for_another_encoder_or_windows(
+        tiny_bert, synthetic_folder, tmp_path, capsys):
+    """--epochs 0 with --cache-dir: the training documents' embeddings are computed once; a second run (another
+    C) reads them and fits the same head as the first from them; another --max-length (other windows) or another
+    encoder embeds again."""
+    from engine.embedding_cache import embedding_file
+
+    cache = tmp_path / "cache"
+
+    def run(name, *extra):
+        args = tiny_train_args(tiny_bert, synthetic_folder, tmp_path / name, "--epochs", "0", "--features", "both")
+        train.main(args[:args.index("--cache-dir")] + args[args.index("--cache-dir") + 2:] + ["--cache-dir",
+                                                                                              str(cache), *extra])
+        return capsys.readouterr().out
+
+    assert "embeddings of" not in run("first")
+    assert len(list(cache.glob("embeddings-*.npz"))) == 1
+    assert "embeddings of 480 documents read from" in run("again")
+    first, again = (load_checkpoint(str(tmp_path / n / "best.pt"))["model"] for n in ("first", "again"))
+    assert all(torch.equal(first[k], again[k]) for k in first if k.startswith("fused."))
+    assert "embeddings of" not in run("shorter", "--max-length", "24")
+    assert len(list(cache.glob("embeddings-*.npz"))) == 2
+    from model.classifier import build_model
+    from engine.config import make_config
+
+    cfg = make_config(model=tiny_bert, features="both")
+    model = build_model({**cfg, "attention_impl": "sdpa"}, 5, tfidf_size=3)
+    before = embedding_file(str(cache), "key", model, cfg, "cpu", None)
+    with torch.no_grad():
+        next(model.encoder.parameters()).view(-1)[0] += 1e-3
+    assert embedding_file(str(cache), "key", model, cfg, "cpu", None) != before
+    assert embedding_file(str(cache), "other", model, cfg, "cpu", None) != before

@@ -101,6 +101,8 @@ def predictor_from_export(folder: str, device: torch.device, batch_size: int | N
     limit = min(tokenizer.model_max_length, positions or tokenizer.model_max_length)
     state = {"config": meta["config"], "label_names": meta["label_names"], "thresholds": meta["thresholds"],
              "tfidf": meta.get("tfidf"), "hierarchy": meta.get("hierarchy")}
+    if model.tfidf_weights is not None:
+        state["model"] = {f"fused.{key}": value for key, value in model.tfidf_weights.items()}
     problem = config_problem(state["config"]) or served_problem(state, limit)
     if problem:
         raise ExportError(f"{folder}: not a usable export: {problem}")

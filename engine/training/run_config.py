@@ -13,6 +13,7 @@ from engine.checkpoint import load_checkpoint, resume_problem
 from engine.compiling import compile_plan
 from engine.config import ConfigError, check_machine, check_values, normalized, with_defaults
 from engine.settings import FIELDS, TRAIN_FIELDS
+from engine.training.head_fit import require_fit_library
 from model import cpu_fast
 from model.encoders import attention_runs, load_encoder_config, position_limit, resolve_attention
 
@@ -55,6 +56,7 @@ def resolve_run(given: dict) -> tuple[dict, dict | None, dict]:
     if resume:
         refuse_rewind(path, resume, config["output_dir"], config["resume"])
     check_machine(TRAIN_FIELDS, config)
+    require_fit_library(config["features"])
     return config, resume, changes
 
 

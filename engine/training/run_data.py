@@ -64,7 +64,7 @@ def build_data(cfg: dict, examples: RunExamples, tokenizer, device, rank: int = 
     tfidf = None
     if cfg["features"] != "encoder":
         tfidf = TfidfVocabulary.from_state(tfidf_state) if tfidf_state else fit_vocabulary(
-            splits["train"].texts, cfg["tfidf_terms"], len(label_names), log)
+            splits["train"].texts, cfg["tfidf_terms"], log)
     train_set, val_set = (tokenize(splits[s], tokenizer, cfg["max_length"], len(label_names), cache, long_doc, tfidf)
                           for s in ("train", "validation"))
     if long_doc.mode == "chunk":

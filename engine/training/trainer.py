@@ -188,7 +188,8 @@ def run_epoch(run: Run, epoch: int, first: bool) -> dict:
         cpu_fast.release_freed_memory(device)
     if state.model.fused is not None:
         train_stats.update(fit_fused_head(state.model, data.fit_loader, data.train_tfidf, data.splits["train"].labels,
-                                          cfg, run.prior, device, state.amp_dtype, log))
+                                          cfg, run.prior, device, state.amp_dtype, log,
+                                          data.fit_loader.dataset.cache_key))
     val, thresholds = validate(state, data, run.loss_fn, cfg, run.logger)
     if cpu_fast.enabled(cfg):
         cpu_fast.release_freed_memory(device)
