@@ -37,6 +37,7 @@ setup(
         # export to ONNX, and run studies on SQLite and on a PostgreSQL server of their own
         "test": ["pytest>=8", "accelerate>=1.0", "liblinear-multicore>=2.49", "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20",
                  "optuna>=4.0", "psycopg2-binary>=2.9"],
-        "bench": ["accelerate>=1.0"],
+        # bench/ scripts: the HF Trainer side of bench/speed.py; LibMultiLabel's label tree in bench/fit_choices.py
+        "bench": ["accelerate>=1.0", "libmultilabel>=0.10"],
     },
 )

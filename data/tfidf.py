@@ -103,19 +103,30 @@ def padded_rows(offsets: np.ndarray, ids: np.ndarray, values: np.ndarray, rows) 
     return out_ids, out_values
 
 
+def sparse_block_problem(offsets, labels, weights, num_labels: int) -> str | None:
+    """What keeps CSR arrays over terms from being a terms x `num_labels` block, or None (a checkpoint's, an HF
+    folder's and tfidf_weights.npz are all checked by it: torch reads sparse indices unchecked)."""
+    offsets, labels, weights = np.asarray(offsets), np.asarray(labels), np.asarray(weights)
+    kept = len(weights)
+    if offsets.ndim != 1 or labels.ndim != 1 or weights.ndim != 1 or len(offsets) < 2 \
+            or offsets.dtype.kind not in "iu" or labels.dtype.kind not in "iu" or offsets[0] != 0 \
+            or offsets[-1] != kept or len(labels) != kept or (np.diff(offsets) < 0).any() \
+            or (kept and not 0 <= labels.min() <= labels.max() < num_labels):
+        return f"not {max(0, len(offsets) - 1)} terms x {num_labels} labels in CSR arrays"
+    return None
+
+
 class TfidfWeights:
     """The fused head's TF-IDF block, terms x labels, as CSR arrays over terms (`offsets`, `labels`, `weights`):
     `scores(ids, values)` is each padded TF-IDF row's product with it, what model/fused_head.py's `tfidf_scores`
     computes in torch."""
 
     def __init__(self, offsets, labels, weights, num_labels: int):
-        self.offsets, self.labels = np.asarray(offsets, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+        self.offsets, self.labels = np.asarray(offsets), np.asarray(labels)
         self.weights, self.num_labels = np.asarray(weights, dtype=np.float32), int(num_labels)
-        kept = len(self.weights)
-        if self.offsets.ndim != 1 or len(self.offsets) < 2 or self.offsets[0] != 0 or self.offsets[-1] != kept \
-                or len(self.labels) != kept or (np.diff(self.offsets) < 0).any() \
-                or (kept and not 0 <= self.labels.min() <= self.labels.max() < self.num_labels):
-            raise ValueError(f"not a terms x {self.num_labels} labels block in CSR arrays")
+        problem = sparse_block_problem(self.offsets, self.labels, self.weights, self.num_labels)
+        if problem:
+            raise ValueError(problem)
 
     def save(self, folder: str) -> None:
         with open(f"{folder}/{WEIGHTS_FILE}", "wb") as f:

@@ -8,6 +8,7 @@ import torch
 
 from data.errors import InputError
 from data.hierarchy import hierarchy_problem
+from data.tfidf import sparse_block_problem
 from engine.config import ConfigError, config_problem, to_stderr
 from engine.files import atomic_write, fsync_folder
 from engine.formats import ADDED_KEYS, upgrade_checkpoint
@@ -183,12 +184,8 @@ def tfidf_problem(tfidf, features: str, sparse: dict | None, num_labels: int) ->
     if len(offsets) != max(1, len(tfidf["terms"])) + 1:
         return (f"its fused head's TF-IDF weights are over {len(offsets) - 1} terms, but its vocabulary has "
                 f"{len(tfidf['terms'])}")
-    kept = len(weights)
-    if offsets.is_floating_point() or labels.is_floating_point() or len(labels) != kept or int(offsets[0]) != 0 \
-            or int(offsets[-1]) != kept or bool((offsets[1:] < offsets[:-1]).any()) \
-            or (kept and not 0 <= int(labels.min()) <= int(labels.max()) < num_labels):
-        return f"its fused head's sparse TF-IDF weights are not {len(offsets) - 1} terms x {num_labels} labels in CSR"
-    return None
+    found = sparse_block_problem(offsets.numpy(), labels.numpy(), weights.numpy(), num_labels)
+    return f"its fused head's sparse TF-IDF weights are {found}" if found else None
 
 
 def resume_problem(state: dict) -> str | None:

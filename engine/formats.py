@@ -71,12 +71,17 @@ def checkpoint_1_to_2(state: dict, filled: dict) -> dict:
     return state
 
 
+def config_2_to_3(config: dict, filled: dict) -> dict:
+    """Format 2's run config as format 3's: its fused head was not pruned."""
+    if "tfidf_prune" in config:
+        return config
+    filled["tfidf_prune"] = 0.0
+    return {**config, "tfidf_prune": 0.0}
+
+
 def checkpoint_2_to_3(state: dict, filled: dict) -> dict:
-    config = dict(state["config"])
-    if "tfidf_prune" not in config:
-        config["tfidf_prune"] = filled["tfidf_prune"] = 0.0
     model = sparse_state(state["model"]) if isinstance(state.get("model"), dict) else state.get("model")
-    return {**state, "config": config, "model": model, "format": 3}
+    return {**state, "config": config_2_to_3(state["config"], filled), "model": model, "format": 3}
 
 
 CHECKPOINT_UPGRADES = {1: checkpoint_1_to_2, 2: checkpoint_2_to_3}  # format N -> N + 1
@@ -106,10 +111,7 @@ def export_1_to_2(meta: dict, filled: dict) -> dict:
 
 
 def export_2_to_3(meta: dict, filled: dict) -> dict:
-    config = dict(meta["config"])
-    if "tfidf_prune" not in config:
-        config["tfidf_prune"] = filled["tfidf_prune"] = 0.0
-    return {**meta, "config": config, "format_version": 3}
+    return {**meta, "config": config_2_to_3(meta["config"], filled), "format_version": 3}
 
 
 EXPORT_UPGRADES = {1: export_1_to_2, 2: export_2_to_3}

@@ -47,7 +47,7 @@ class MultiLabelEncoderClassifier(PreTrainedModel):
         self.head = nn.Linear(self.encoder.config.hidden_size, config.num_labels)
         self.fused = None if config.tfidf_size is None else FusedHead(
             config.tfidf_size, self.encoder.config.hidden_size, config.num_labels,
-            tfidf_kept=getattr(config, "tfidf_kept", 0))
+            tfidf_kept=config.tfidf_kept)
         self.post_init()
 
     def _init_weights(self, module):
